@@ -1,0 +1,201 @@
+"""FPGA cards, FMEs and ports in sysfs, for the DFL and the OPAE driver.
+
+DESIGN.md section 3 has the two layouts. A port given to a container is
+found through ``<sysfs>/dev/char/MAJOR:MINOR`` (the container's path for the
+node may differ from the host's) and, failing that, by its device name.
+"""
+
+import dataclasses
+import enum
+import os
+import re
+from pathlib import Path
+
+from fpga_crihook.errors import DeviceError
+from fpga_crihook.oci import Device
+from fpga_crihook.settings import Settings
+from fpga_crihook.sysfs import is_within, read_attribute, read_id, read_int
+
+_PCI_ADDRESS = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverLayout:
+    """Where one driver puts things in sysfs and /dev."""
+
+    class_dir: str
+    fme_prefix: str
+    port_prefix: str
+    interface_id_glob: str  # relative to the FME's sysfs directory
+
+    def is_port_name(self, name: str) -> bool:
+        """True for ``<port prefix><number>``."""
+        number = name.removeprefix(self.port_prefix)
+        return number != name and number.isascii() and number.isdecimal()
+
+
+class Driver(enum.Enum):
+    """The two kernel drivers for Intel FPGA cards."""
+
+    DFL = DriverLayout(
+        "class/fpga_region",
+        "dfl-fme.",
+        "dfl-port.",
+        "dfl-fme-region.*/fpga_region/region*/compat_id",
+    )
+    OPAE = DriverLayout("class/fpga", "intel-fpga-fme.", "intel-fpga-port.", "pr/interface_id")
+
+    @property
+    def label(self) -> str:
+        """The driver's short name, as shown to operators."""
+        return self.name.lower()
+
+    @classmethod
+    def for_port_name(cls, name: str) -> "Driver | None":
+        """The driver whose ports are called like *name*, if any."""
+        return next((driver for driver in cls if driver.value.is_port_name(name)), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fme:
+    """An FPGA management engine: it owns partial reconfiguration of its card."""
+
+    driver: Driver
+    name: str
+    sysfs_dir: Path
+    device_node: Path
+
+    def read_interface_id(self, busy_timeout: float) -> str:
+        """The interface ID of the card's reconfigurable region."""
+        matches = sorted(self.sysfs_dir.glob(self.driver.value.interface_id_glob))
+        if len(matches) != 1:
+            found = "none" if not matches else f"{len(matches)}"
+            raise DeviceError(
+                f"FME {self.name} at {self.sysfs_dir}: expected one region "
+                f"interface ID ({self.driver.value.interface_id_glob}), found {found}"
+            )
+        return read_id(matches[0], busy_timeout)
+
+
+@dataclasses.dataclass(frozen=True)
+class Port:
+    """An FPGA port: the slot that holds one accelerator function (AFU)."""
+
+    driver: Driver
+    name: str
+    sysfs_dir: Path
+    device_node: Path
+    fme: Fme
+
+    def read_afu_id(self, busy_timeout: float) -> str:
+        """The ID of the AFU the port holds now."""
+        return read_id(self.sysfs_dir / "afu_id", busy_timeout)
+
+    def read_port_id(self, busy_timeout: float) -> int:
+        """The port's number inside its card, as the PR ioctl wants it."""
+        return read_int(self.sysfs_dir / "id", busy_timeout)
+
+    def read_dev(self, busy_timeout: float) -> str:
+        """``MAJOR:MINOR`` of the port's device node."""
+        return read_attribute(self.sysfs_dir / "dev", busy_timeout)
+
+    @property
+    def pci_address(self) -> str | None:
+        """The card's PCI address (``0000:5e:00.0``), from the nearest PCI ancestor."""
+        return pci_address_of(self.sysfs_dir)
+
+
+def pci_address_of(sysfs_dir: Path) -> str | None:
+    """The name of the nearest ancestor directory that is a PCI device."""
+    for ancestor in Path(os.path.realpath(sysfs_dir)).parents:
+        if _PCI_ADDRESS.fullmatch(ancestor.name):
+            return ancestor.name
+    return None
+
+
+def resolve_ports(devices: list[Device], settings: Settings) -> list[Port]:
+    """The FPGA ports among a container's devices, each once, in the given order."""
+    ports: dict[Path, Port] = {}
+    for device in devices:
+        port = _port_for_device(device, settings)
+        if port is not None:
+            ports.setdefault(port.sysfs_dir, port)
+    return list(ports.values())
+
+
+def port_from_sysfs_dir(port_dir: Path, settings: Settings) -> Port:
+    """Build a :class:`Port` (and its FME) from the port's sysfs directory."""
+    real_dir = Path(os.path.realpath(port_dir))
+    driver = Driver.for_port_name(real_dir.name)
+    if driver is None:
+        raise DeviceError(f"{port_dir} is not an FPGA port directory")
+    return Port(
+        driver,
+        real_dir.name,
+        real_dir,
+        settings.devfs / real_dir.name,
+        _fme_beside(real_dir, driver, settings),
+    )
+
+
+def find_port_by_name(name: str, settings: Settings) -> Path | None:
+    """The sysfs directory of the port called *name* under either driver's class dirs."""
+    driver = Driver.for_port_name(name)
+    if driver is None:
+        return None
+    matches = sorted((settings.sysfs / driver.value.class_dir).glob(f"*/{name}"))
+    return matches[0] if matches else None
+
+
+def _port_for_device(device: Device, settings: Settings) -> Port | None:
+    by_number = _sysfs_dir_by_number(device, settings)
+    if by_number is not None:
+        if Driver.for_port_name(by_number.name) is None:
+            return None  # some other character device: not ours to look at
+        return port_from_sysfs_dir(by_number, settings)
+    name = os.path.basename(device.path)
+    port_dir = find_port_by_name(name, settings)
+    if port_dir is None:
+        if Driver.for_port_name(name) is not None:
+            raise DeviceError(
+                f"the container was given {device.path}, but no FPGA port "
+                f"called {name} exists under {settings.sysfs}"
+            )
+        return None
+    port = port_from_sysfs_dir(port_dir, settings)
+    _check_device_numbers(device, port, settings)
+    return port
+
+
+def _sysfs_dir_by_number(device: Device, settings: Settings) -> Path | None:
+    if device.type not in ("c", "u") or device.major is None or device.minor is None:
+        return None
+    link = settings.sysfs / "dev" / "char" / f"{device.major}:{device.minor}"
+    if not os.path.lexists(link):
+        return None
+    if not is_within(link, settings.sysfs):
+        raise DeviceError(f"{link} points outside {settings.sysfs}")
+    return Path(os.path.realpath(link))
+
+
+def _check_device_numbers(device: Device, port: Port, settings: Settings) -> None:
+    if device.major is None or device.minor is None:
+        return
+    expected = f"{device.major}:{device.minor}"
+    actual = port.read_dev(settings.busy_timeout)
+    if actual != expected:
+        raise DeviceError(
+            f"the container's {device.path} is device {expected}, but port "
+            f"{port.name} in sysfs is {actual}: refusing to guess which is meant"
+        )
+
+
+def _fme_beside(port_dir: Path, driver: Driver, settings: Settings) -> Fme:
+    fme_dirs = sorted(port_dir.parent.glob(driver.value.fme_prefix + "*"))
+    if len(fme_dirs) != 1:
+        raise DeviceError(
+            f"port {port_dir.name}: expected one {driver.value.fme_prefix}N "
+            f"beside it in {port_dir.parent}, found {len(fme_dirs)}"
+        )
+    name = fme_dirs[0].name
+    return Fme(driver, name, fme_dirs[0], settings.devfs / name)

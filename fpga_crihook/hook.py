@@ -1,0 +1,217 @@
+"""The prestart hook, as one straight line:
+
+state -> config -> requests -> ports -> plan -> (per port, under the FME lock)
+check -> program -> verify.
+
+Every step raises a :class:`~fpga_crihook.errors.HookError` subclass when it
+cannot go on; the CLI turns that into the error event and exit status 1.
+"""
+
+import enum
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import structlog
+
+from fpga_crihook import logs
+from fpga_crihook.bitstream import (
+    Bitstream,
+    BitstreamKind,
+    StoreEntry,
+    locate,
+    missing_message,
+    open_bitstream,
+)
+from fpga_crihook.devices import Port, resolve_ports
+from fpga_crihook.errors import BitstreamError, DeviceError, HookError, InputError, ProgrammingError
+from fpga_crihook.locking import fme_lock
+from fpga_crihook.oci import (
+    POD_NAME_ANNOTATION,
+    POD_NAMESPACE_ANNOTATION,
+    RuntimeConfig,
+    State,
+    load_config,
+)
+from fpga_crihook.plan import Assignment, assign, survey
+from fpga_crihook.programmers import Programmer, make_programmer
+from fpga_crihook.requests import Request, parse_requests
+from fpga_crihook.settings import Settings
+
+
+class Outcome(enum.StrEnum):
+    """What happened to one port."""
+
+    SKIPPED = "skipped"  # it already held the AFU
+    PROGRAMMED = "programmed"
+    WOULD_PROGRAM = "would program"  # dry run
+
+
+class PortResult(NamedTuple):
+    """The outcome for one request."""
+
+    assignment: Assignment
+    outcome: Outcome
+
+
+def run_prestart(state: State, settings: Settings) -> list[PortResult]:
+    """Make every port the container was given hold the AFU it asked for.
+
+    Returns the per-port outcomes (empty for a container that is not an FPGA
+    region container); raises on the first request that cannot be satisfied.
+    """
+    log = structlog.get_logger()
+    _bind_container(state)
+    if not state.is_fpga_region_container:
+        log.debug("not an FPGA region container: nothing to do")
+        return []
+    config = load_config(Path(state.bundle))
+    _require_fields(config, Path(state.bundle) / "config.json")
+    requests = parse_requests(config.env)
+    ports = resolve_ports(config.devices, settings)
+    if not ports:
+        raise DeviceError(
+            "the container has the FPGA region annotation but none of its "
+            "linux.devices is an FPGA port"
+        )
+    log.info(
+        "hook started",
+        requests=[_describe(request) for request in requests],
+        ports=[port.name for port in ports],
+        dry_run=settings.dry_run,
+    )
+    assignments = assign(requests, survey(ports, settings.busy_timeout))
+    programmer = None if settings.dry_run else make_programmer(settings)
+    return _ensure_all(assignments, programmer, settings)
+
+
+def ensure_port(
+    assignment: Assignment, programmer: Programmer | None, settings: Settings, force: bool = False
+) -> Outcome:
+    """Check, program and verify one port while holding its FME's lock.
+
+    The port's AFU is read again under the lock: another hook may have just
+    programmed it. *programmer* ``None`` means a dry run.
+    """
+    request, port = assignment
+    log = structlog.get_logger().bind(
+        port=port.name, interface_id=request.interface_id, afu_id=request.afu_id
+    )
+    with fme_lock(port.fme, settings.lock_dir, settings.lock_timeout):
+        current = port.read_afu_id(settings.busy_timeout)
+        entry = locate(settings.bitstreams, request.interface_id, request.afu_id)
+        if (
+            not force
+            and current == request.afu_id
+            and (entry is None or entry.kind is BitstreamKind.GBS)
+        ):
+            log.info("port already holds the AFU: skipped")
+            return Outcome.SKIPPED
+        if entry is None:
+            raise BitstreamError(
+                missing_message(settings.bitstreams, request.interface_id, request.afu_id)
+            )
+        return _program(
+            entry, request, port, programmer, settings, log.bind(previous_afu_id=current)
+        )
+
+
+def _program(
+    entry: StoreEntry,
+    request: Request,
+    port: Port,
+    programmer: Programmer | None,
+    settings: Settings,
+    log: structlog.typing.FilteringBoundLogger,
+) -> Outcome:
+    with open_bitstream(entry.path, entry.kind, settings.bitstreams) as bitstream:
+        expected_afu = _check_fits(bitstream, request)
+        if programmer is None:
+            log.info("dry run: would program the port", bitstream=str(entry.path))
+            return Outcome.WOULD_PROGRAM
+        started = time.monotonic()
+        programmer.program(port, bitstream)
+        verify(port, bitstream, expected_afu, settings.busy_timeout)
+        log.info(
+            "port programmed",
+            bitstream=str(entry.path),
+            raw_bytes=len(bitstream.raw),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+    return Outcome.PROGRAMMED
+
+
+def verify(port: Port, bitstream: Bitstream, expected_afu: str, busy_timeout: float) -> None:
+    """Fail unless the port now reports the bitstream's AFU."""
+    actual = port.read_afu_id(busy_timeout)
+    if actual != expected_afu:
+        raise ProgrammingError(
+            f"port {port.name} reports AFU {actual} after programming "
+            f"{bitstream.source}, not {expected_afu}: the container must not "
+            "run against the wrong accelerator"
+        )
+
+
+def _check_fits(bitstream: Bitstream, request: Request) -> str:
+    """Check the bitstream against the request; return the AFU ID to verify afterwards."""
+    if bitstream.interface_id != request.interface_id:
+        raise BitstreamError(
+            f"{bitstream.source} was built for region {bitstream.interface_id}, "
+            f"not the requested {request.interface_id}"
+        )
+    if bitstream.kind is BitstreamKind.GBS and bitstream.afu_id != request.afu_id:
+        raise BitstreamError(
+            f"{bitstream.source} holds AFU {bitstream.afu_id}, not the requested {request.afu_id}"
+        )
+    # An AOCX carries the board's AFU ID, shared by every OpenCL kernel (DESIGN.md section 4).
+    return bitstream.afu_id
+
+
+def _ensure_all(
+    assignments: list[Assignment], programmer: Programmer | None, settings: Settings
+) -> list[PortResult]:
+    results: list[PortResult] = []
+    for index, assignment in enumerate(assignments):
+        try:
+            outcome = ensure_port(assignment, programmer, settings)
+        except HookError as error:
+            if len(assignments) == 1:
+                raise
+            raise type(error)(f"{error} [{_progress(results, assignments[index:])}]") from None
+        results.append(PortResult(assignment, outcome))
+    return results
+
+
+def _progress(done: list[PortResult], remaining: list[Assignment]) -> str:
+    finished = ", ".join(f"{result.assignment.port.name} {result.outcome}" for result in done)
+    failed, *untouched = remaining
+    parts = [f"done: {finished or 'none'}", f"failed: {failed.port.name}"]
+    if untouched:
+        parts.append("not attempted: " + ", ".join(item.port.name for item in untouched))
+    return "; ".join(parts)
+
+
+def _require_fields(config: RuntimeConfig, source: Path) -> None:
+    if not config.env:
+        raise InputError(
+            f"{source}: field 'process.env' is missing or empty in an FPGA region container"
+        )
+    if not config.devices:
+        raise InputError(
+            f"{source}: field 'linux.devices' is missing or empty in an FPGA region container"
+        )
+
+
+def _bind_container(state: State) -> None:
+    context = {"container_id": state.id}
+    for key, annotation in (
+        ("pod_namespace", POD_NAMESPACE_ANNOTATION),
+        ("pod_name", POD_NAME_ANNOTATION),
+    ):
+        if annotation in state.annotations:
+            context[key] = state.annotations[annotation]
+    logs.bind(**context)
+
+
+def _describe(request: Request) -> dict[str, str]:
+    return {"name": request.name, "interface_id": request.interface_id, "afu_id": request.afu_id}

@@ -1,0 +1,35 @@
+"""Interface and AFU IDs: canonical form and health (DESIGN.md section 3)."""
+
+import re
+
+ID_HEX_DIGITS = 32
+
+# A card whose firmware crashed reports every property as all ones.
+UNHEALTHY_ID = "f" * ID_HEX_DIGITS
+
+_CANONICAL = re.compile(r"[0-9a-f]{32}")
+
+
+class InvalidIdError(ValueError):
+    """Raised by :func:`canonical_id`; callers wrap it with the name of the source."""
+
+
+def canonical_id(text: str) -> str:
+    """Return *text* as 32 lowercase hex digits, without dashes.
+
+    Upper case and dashes (UUID style) are accepted; surrounding white space,
+    any other character or another number of digits is not.
+    """
+    candidate = text.replace("-", "").lower()
+    if not _CANONICAL.fullmatch(candidate) or not text.isascii():
+        raise InvalidIdError(f"{_shorten(text)!r} is not a 32-hex-digit ID")
+    return candidate
+
+
+def is_unhealthy(identifier: str) -> bool:
+    """True when a device reported the all-ones ID of crashed firmware."""
+    return identifier == UNHEALTHY_ID
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,108 @@
+"""Accelerator requests from the container's ``FPGA_REGION_N`` / ``FPGA_AFU_N`` variables.
+
+Rules for ``process.env`` (the values come from users, through the pod spec):
+
+- Only names starting with ``FPGA_REGION_`` or ``FPGA_AFU_`` followed by a
+  non-empty suffix are read. Every other entry, malformed or not, is ignored
+  and never logged: it may hold a secret.
+- An entry naming one of those variables without ``=`` is an error, and so is
+  the same variable given twice, even with equal values: which of two values
+  a process sees depends on the runtime, and the hook must not guess.
+- ``FPGA_REGION_<suffix>`` pairs with ``FPGA_AFU_<suffix>``; each needs the
+  other. Both values must be IDs in canonical form after removing dashes and
+  lowering case (DESIGN.md section 3); all-ones IDs are refused.
+"""
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from fpga_crihook.errors import InputError
+from fpga_crihook.ids import InvalidIdError, canonical_id, is_unhealthy
+
+REGION_PREFIX = "FPGA_REGION_"
+AFU_PREFIX = "FPGA_AFU_"
+MAX_REQUESTS = 64
+
+
+class Request(NamedTuple):
+    """One accelerator the container needs on one of its ports."""
+
+    name: str  # the suffix N shared by FPGA_REGION_N and FPGA_AFU_N
+    interface_id: str
+    afu_id: str
+
+
+def parse_requests(env: Iterable[str]) -> list[Request]:
+    """Pair the FPGA variables of *env* into requests, ordered by suffix."""
+    regions, afus = _fpga_variables(env)
+    unpaired = sorted((regions.keys() ^ afus.keys()), key=_suffix_order)
+    if unpaired:
+        suffix = unpaired[0]
+        present, missing = (
+            (REGION_PREFIX, AFU_PREFIX) if suffix in regions else (AFU_PREFIX, REGION_PREFIX)
+        )
+        shown = _printable(suffix)
+        raise InputError(
+            f"{present}{shown} is set but {missing}{shown} is not: "
+            "every region needs its AFU and the reverse"
+        )
+    if not regions:
+        raise InputError(
+            f"the container has the FPGA region annotation but no "
+            f"{REGION_PREFIX}N / {AFU_PREFIX}N variables"
+        )
+    if len(regions) > MAX_REQUESTS:
+        raise InputError(
+            f"the container asks for {len(regions)} accelerators; "
+            f"at most {MAX_REQUESTS} are supported"
+        )
+    return [
+        Request(
+            suffix,
+            _parse_id(REGION_PREFIX + suffix, regions[suffix]),
+            _parse_id(AFU_PREFIX + suffix, afus[suffix]),
+        )
+        for suffix in sorted(regions, key=_suffix_order)
+    ]
+
+
+def _fpga_variables(env: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+    regions: dict[str, str] = {}
+    afus: dict[str, str] = {}
+    for entry in env:
+        name, separator, value = entry.partition("=")
+        for prefix, found in ((REGION_PREFIX, regions), (AFU_PREFIX, afus)):
+            suffix = name.removeprefix(prefix)
+            if suffix == name or not suffix:
+                continue
+            if not separator:
+                raise InputError(
+                    f"the container environment has {_printable(name)} without '=' and a value"
+                )
+            if suffix in found:
+                raise InputError(
+                    f"{_printable(name)} is set more than once in the container environment"
+                )
+            found[suffix] = value
+    return regions, afus
+
+
+def _parse_id(variable: str, value: str) -> str:
+    try:
+        identifier = canonical_id(value)
+    except InvalidIdError as error:
+        raise InputError(f"{_printable(variable)}: {error}") from None
+    if is_unhealthy(identifier):
+        raise InputError(f"{_printable(variable)}: the all-ones ID is not a valid request")
+    return identifier
+
+
+def _suffix_order(suffix: str) -> tuple[int, int, str]:
+    """Numeric suffixes first in numeric order (2 before 10), then the rest."""
+    numeric = suffix.isascii() and suffix.isdecimal() and len(suffix) <= 18
+    return (0, int(suffix), suffix) if numeric else (1, 0, suffix)
+
+
+def _printable(name: str, limit: int = 80) -> str:
+    shown = name if len(name) <= limit else name[:limit] + "..."
+    return ascii(shown)[1:-1]

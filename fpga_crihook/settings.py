@@ -1,0 +1,72 @@
+"""The hook's own settings (DESIGN.md section 6).
+
+The CLI fills a :class:`Settings` from its options and environment
+variables; everything below the CLI receives it as one frozen value.
+"""
+
+import dataclasses
+import enum
+import os
+from pathlib import Path
+
+from fpga_crihook.errors import SettingsError
+
+DEFAULT_PATH = "/sbin:/usr/sbin:/usr/local/sbin:/usr/local/bin:/usr/bin:/bin"
+REAL_SYSFS = Path("/sys")
+
+
+class ProgrammerKind(enum.StrEnum):
+    """How a bitstream reaches the hardware."""
+
+    IOCTL = "ioctl"
+    FPGACONF = "fpgaconf"
+    SIM = "sim"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Where the hook looks, how it programs, and how long it may wait."""
+
+    sysfs: Path = REAL_SYSFS
+    devfs: Path = Path("/dev")
+    bitstreams: Path = Path("/srv/intel.com/fpga")
+    programmer: ProgrammerKind = ProgrammerKind.IOCTL
+    fpgaconf: str = "fpgaconf"
+    lock_dir: Path = Path("/run/fpga-crihook")
+    dry_run: bool = False
+    lock_timeout: float = 30.0
+    busy_timeout: float = 3.0
+    fpgaconf_timeout: float = 60.0
+
+    def check(self) -> None:
+        """Refuse combinations that could touch real hardware by mistake."""
+        if self.programmer is ProgrammerKind.SIM and _same_path(self.sysfs, REAL_SYSFS):
+            raise SettingsError(
+                "the sim programmer only works on a simulated sysfs tree: "
+                "set FPGA_CRIHOOK_SYSFS to a directory other than /sys"
+            )
+        for name, value in (
+            ("lock timeout", self.lock_timeout),
+            ("busy timeout", self.busy_timeout),
+            ("fpgaconf timeout", self.fpgaconf_timeout),
+        ):
+            if not value >= 0:
+                raise SettingsError(f"the {name} must be zero or more seconds, not {value}")
+
+    def host_path(self, container_path: str) -> Path:
+        """Map a host device path from ``linux.devices`` onto the configured roots."""
+        path = Path(os.path.normpath(container_path))
+        for real, root in ((Path("/dev"), self.devfs), (REAL_SYSFS, self.sysfs)):
+            if path == real or real in path.parents:
+                return root / path.relative_to(real)
+        return path
+
+
+def ensure_path_variable(environ: dict[str, str] | os._Environ[str]) -> None:
+    """Give the hook a sane PATH: hooks.d ``env`` replaces the whole environment."""
+    if not environ.get("PATH"):
+        environ["PATH"] = DEFAULT_PATH
+
+
+def _same_path(left: Path, right: Path) -> bool:
+    return os.path.realpath(left) == os.path.realpath(right)

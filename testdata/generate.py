@@ -1,0 +1,67 @@
+"""Write the simulated node shipped in testdata/node (sysfs, dev, bitstream store).
+
+Run it again (``make testdata``) after changing the builders in
+``tests/simnode.py``; a test checks that the committed tree is what this
+script writes.
+
+The node has three cards:
+
+- a DFL card with one port (``dfl-port.0``), region ``ce48...``;
+- a DFL card with two ports behind one FME (``dfl-port.1``, ``dfl-port.2``),
+  region ``69528d...``;
+- an OPAE card with one port (``intel-fpga-port.0``), region ``bfac4d...``.
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from simnode import SimNode, add_card, write_gbs
+
+REGION_A = "ce48969398f05f33946d560708be108a"
+REGION_B = "69528db6eb31577a8c3668f9faa081f6"
+REGION_OPAE = "bfac4d851ee856fe8c95865ce1bbaa2d"
+
+NLB0 = "d8424dc4a4a3c413f89e433683f9040b"
+NLB3 = "f7df405cbd7acf7222f144b0b93acd18"
+DMA = "331db30c988541ea9f5b1b8ae8b5d0b5"
+HELLO = "850adcc2c4934024a08c8f2ffaa3a7ad"
+
+
+def build(root: Path) -> SimNode:
+    """Build the shipped node under *root* (which must not exist yet)."""
+    node = SimNode(root)
+    add_card(
+        node, "dfl", index=0, interface_id=REGION_A, afu_ids=[NLB0], pci_address="0000:5e:00.0"
+    )
+    add_card(
+        node,
+        "dfl",
+        index=1,
+        interface_id=REGION_B,
+        afu_ids=[NLB0, NLB0],
+        first_port=1,
+        pci_address="0000:af:00.0",
+    )
+    add_card(
+        node, "opae", index=0, interface_id=REGION_OPAE, afu_ids=[NLB0], pci_address="0000:3b:00.0"
+    )
+    for region in (REGION_A, REGION_B, REGION_OPAE):
+        for afu, name in ((NLB0, "nlb_0"), (NLB3, "nlb_3"), (DMA, "dma_afu")):
+            write_gbs(node, region, afu, name=name)
+    write_gbs(node, REGION_A, HELLO, name="hello_afu")
+    return node
+
+
+def main() -> None:
+    """Replace testdata/node with a freshly built tree."""
+    target = Path(__file__).resolve().parent / "node"
+    shutil.rmtree(target, ignore_errors=True)
+    build(target)
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Shared fixtures: a simulated node per test, and a runner for the installed CLI."""
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from simnode import SimNode
+
+HOOK = Path(sys.executable).parent / "fpga-crihook"
+REPO = Path(__file__).resolve().parent.parent
+
+REGION_A = "ce48969398f05f33946d560708be108a"
+REGION_B = "69528db6eb31577a8c3668f9faa081f6"
+AFU_1 = "d8424dc4a4a3c413f89e433683f9040b"
+AFU_2 = "f7df405cbd7acf7222f144b0b93acd18"
+AFU_3 = "331db30c988541ea9f5b1b8ae8b5d0b5"
+
+
+class Completed(NamedTuple):
+    """What a run of the installed ``fpga-crihook`` left behind."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+RunHook = Callable[..., Completed]
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> SimNode:
+    """An empty simulated node; tests add cards and bitstreams."""
+    root = tmp_path / "node"
+    root.mkdir()
+    return SimNode(root)
+
+
+@pytest.fixture
+def shipped_node(tmp_path: Path) -> SimNode:
+    """A copy of the simulated node shipped in testdata/node."""
+    root = tmp_path / "shipped"
+    shutil.copytree(REPO / "testdata" / "node", root, symlinks=True)
+    return SimNode(root)
+
+
+def run_cli(args: list[str], env: dict[str, str], stdin: str = "") -> Completed:
+    """Run the installed console script with exactly *env* (no PATH unless given)."""
+    result = subprocess.run(
+        [str(HOOK), *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    return Completed(result.returncode, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def run_hook() -> RunHook:
+    """``run_hook(node, state_json, **extra_env)`` runs ``fpga-crihook prestart``."""
+
+    def run(node: SimNode, state: str, **extra: str) -> Completed:
+        return run_cli(["prestart"], node.env(**extra), state)
+
+    return run
+
+
+def environ_without_path() -> dict[str, str]:
+    """The current environment minus PATH: hooks.d may give the hook no PATH."""
+    return {key: value for key, value in os.environ.items() if key != "PATH"}
