@@ -1,34 +1,199 @@
 """The installed ``fpga-crihook`` in a subprocess, configured by environment variables."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-from conftest import AFU_1, AFU_2, REGION_A, RunHook
+import pytest
+from conftest import AFU_1, AFU_2, AFU_3, REGION_A, REGION_B, RunHook, run_cli
 from simnode import SimNode, add_card, state_json, write_bundle, write_gbs
 
 
-def _request_env(region: str, afu: str, suffix: str = "1") -> list[str]:
+def _pair(suffix: str, region: str, afu: str) -> list[str]:
     return [f"FPGA_REGION_{suffix}={region}", f"FPGA_AFU_{suffix}={afu}"]
 
 
-def test_dfl_port_is_programmed_then_skipped(
+def _events(stderr: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stderr.splitlines()]
+
+
+@pytest.mark.parametrize("driver", ["dfl", "opae"])
+def test_port_is_programmed_then_skipped(
+    node: SimNode, tmp_path: Path, run_hook: RunHook, driver: str
+) -> None:
+    card = add_card(node, driver, index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    write_gbs(node, REGION_A, AFU_2)
+    bundle = write_bundle(
+        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
+    )
+    state = state_json(
+        bundle, annotations={"io.kubernetes.pod.namespace": "ns", "io.kubernetes.pod.name": "pod-1"}
+    )
+
+    first = run_hook(node, state)
+    second = run_hook(node, state)
+
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    assert card.ports[0].afu_id() == AFU_2
+    programmed = _events(first.stderr)[-1]
+    assert programmed["event"] == "port programmed"
+    assert programmed["port"] == card.ports[0].name
+    assert (programmed["interface_id"], programmed["afu_id"]) == (REGION_A, AFU_2)
+    assert (programmed["container_id"], programmed["pod_namespace"], programmed["pod_name"]) == (
+        "c0ffee",
+        "ns",
+        "pod-1",
+    )
+    assert isinstance(programmed["duration_ms"], float)
+    assert _events(second.stderr)[-1]["event"] == "port already holds the AFU: skipped"
+    assert first.stdout == second.stdout == ""
+
+
+@pytest.mark.parametrize("driver", ["dfl", "opae"])
+def test_one_right_port_and_one_to_program(
+    node: SimNode, tmp_path: Path, run_hook: RunHook, driver: str
+) -> None:
+    card = add_card(node, driver, index=1, interface_id=REGION_B, afu_ids=[AFU_2, AFU_1])
+    write_gbs(node, REGION_B, AFU_3)
+    bundle = write_bundle(
+        tmp_path / "bundle",
+        env=_pair("1", REGION_B, AFU_2) + _pair("2", REGION_B, AFU_3),
+        devices=[port.device() for port in card.ports],
+    )
+
+    result = run_hook(node, state_json(bundle))
+
+    assert result.returncode == 0, result.stderr
+    assert [port.afu_id() for port in card.ports] == [AFU_2, AFU_3]
+    assert [event["event"] for event in _events(result.stderr)][1:] == [
+        "port already holds the AFU: skipped",
+        "port programmed",
+    ]
+
+
+def test_not_annotated_container_exits_0_and_logs_only_at_debug(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    bundle = write_bundle(tmp_path / "bundle", env=None, devices=None)
+    quiet = run_hook(node, state_json(bundle, annotated=False))
+    verbose = run_hook(node, state_json(bundle, annotated=False), FPGA_CRIHOOK_LOG_LEVEL="debug")
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+    assert verbose.returncode == 0
+    [event] = _events(verbose.stderr)
+    assert (event["level"], event["event"]) == (
+        "debug",
+        "not an FPGA region container: nothing to do",
+    )
+
+
+def test_failure_is_one_error_event_and_exit_1(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    bundle = write_bundle(
+        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
+    )
+    result = run_hook(node, state_json(bundle))
+    assert result.returncode == 1
+    errors = [event for event in _events(result.stderr) if event["level"] == "error"]
+    assert len(errors) == 1
+    assert errors[0]["event"] == "prestart failed"
+    assert "no bitstream for region" in str(errors[0]["error"])
+    assert "Traceback" not in result.stderr
+    assert card.ports[0].afu_id() == AFU_1
+
+
+def test_create_runtime_alias_and_console_logs_and_log_file(node: SimNode, tmp_path: Path) -> None:
+    card = add_card(node, "opae", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    write_gbs(node, REGION_A, AFU_2)
+    bundle = write_bundle(
+        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
+    )
+    log_file = tmp_path / "hook.log"
+    env = node.env(FPGA_CRIHOOK_LOG_FORMAT="console", FPGA_CRIHOOK_LOG_FILE=str(log_file))
+
+    result = run_cli(["createRuntime"], env, state_json(bundle))
+
+    assert result.returncode == 0, result.stderr
+    assert "port programmed" in result.stderr
+    assert not result.stderr.lstrip().startswith("{")
+    assert log_file.read_text() == result.stderr
+
+
+def test_dry_run_from_the_environment(node: SimNode, tmp_path: Path, run_hook: RunHook) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    write_gbs(node, REGION_A, AFU_2)
+    bundle = write_bundle(
+        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
+    )
+    result = run_hook(node, state_json(bundle), FPGA_CRIHOOK_DRY_RUN="1")
+    assert result.returncode == 0, result.stderr
+    assert _events(result.stderr)[-1]["event"] == "dry run: would program the port"
+    assert card.ports[0].afu_id() == AFU_1
+
+
+def test_ioctl_against_a_regular_file_node_exits_1(
     node: SimNode, tmp_path: Path, run_hook: RunHook
 ) -> None:
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
     write_gbs(node, REGION_A, AFU_2)
     bundle = write_bundle(
-        tmp_path / "bundle", env=_request_env(REGION_A, AFU_2), devices=[card.ports[0].device()]
+        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
     )
+    result = run_hook(node, state_json(bundle), FPGA_CRIHOOK_PROGRAMMER="ioctl")
+    assert result.returncode == 1
+    [error] = [event for event in _events(result.stderr) if event["level"] == "error"]
+    assert "ENOTTY" in str(error["error"])
+    assert "dfl-fme.0" in str(error["error"])
+    assert card.ports[0].afu_id() == AFU_1
 
-    first = run_hook(node, state_json(bundle))
-    second = run_hook(node, state_json(bundle))
 
-    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
-    assert card.ports[0].afu_id() == AFU_2
-    assert [json.loads(line)["event"] for line in first.stderr.splitlines()][
-        -1
-    ] == "port programmed"
-    assert (
-        json.loads(second.stderr.splitlines()[-1])["event"] == "port already holds the AFU: skipped"
+def test_sim_programmer_on_the_real_sysfs_is_refused(tmp_path: Path) -> None:
+    bundle = write_bundle(tmp_path / "bundle", env=None, devices=None)
+    result = run_cli(["prestart"], {"FPGA_CRIHOOK_PROGRAMMER": "sim"}, state_json(bundle))
+    assert result.returncode == 1
+    assert "only works on a simulated sysfs tree" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"FPGA_CRIHOOK_PROGRAMMER": "magic"}, "'magic' is not one of"),
+        ({"FPGA_CRIHOOK_LOCK_TIMEOUT": "soon"}, "'soon' is not a valid float"),
+        ({"FPGA_CRIHOOK_LOG_LEVEL": "loud"}, "'loud' is not one of"),
+    ],
+)
+def test_bad_settings_are_one_line_and_exit_1(env: dict[str, str], words: str) -> None:
+    result = run_cli(["prestart"], env, "{}")
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert words in result.stderr
+
+
+def test_runs_without_path_and_as_a_module(shipped_node: SimNode, tmp_path: Path) -> None:
+    bundle = write_bundle(tmp_path / "bundle", env=None, devices=None)
+    result = subprocess.run(
+        [sys.executable, "-m", "fpga_crihook", "prestart"],
+        input=state_json(bundle, annotated=False),
+        text=True,
+        capture_output=True,
+        env=shipped_node.env(),
+        check=False,
     )
-    assert first.stdout == second.stdout == ""
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_help_lists_the_settings() -> None:
+    result = run_cli(["--help"], {})
+    assert result.returncode == 0
+    for option in (
+        "--sysfs",
+        "--devfs",
+        "--bitstreams",
+        "--programmer",
+        "--lock-dir",
+        "--dry-run",
+        "--log-file",
+    ):
+        assert option in result.stdout

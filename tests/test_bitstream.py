@@ -1,0 +1,159 @@
+"""bitstream: the store's layout and GBS parsing and validation."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import AFU_1, AFU_2, REGION_A
+from simnode import SimNode, gbs_bytes, gbs_metadata, write_gbs
+
+from fpga_crihook.bitstream import (
+    BitstreamKind,
+    detect_kind,
+    locate,
+    missing_message,
+    open_bitstream,
+)
+from fpga_crihook.errors import BitstreamError
+
+
+def test_gbs_is_found_before_aocx(node: SimNode) -> None:
+    write_gbs(node, REGION_A, AFU_1)
+    (node.store / REGION_A / f"{AFU_1}.aocx").write_bytes(b"\x7fELF")
+    entry = locate(node.store, REGION_A, AFU_1)
+    assert entry is not None
+    assert (entry.path.name, entry.kind) == (f"{AFU_1}.gbs", BitstreamKind.GBS)
+
+
+def test_aocx_is_the_fallback(node: SimNode) -> None:
+    (node.store / REGION_A).mkdir(parents=True)
+    (node.store / REGION_A / f"{AFU_1}.aocx").write_bytes(b"\x7fELF")
+    entry = locate(node.store, REGION_A, AFU_1)
+    assert entry is not None
+    assert entry.kind is BitstreamKind.AOCX
+
+
+def test_missing_bitstream_message_names_both_candidates(node: SimNode) -> None:
+    assert locate(node.store, REGION_A, AFU_1) is None
+    message = missing_message(node.store, REGION_A, AFU_1)
+    assert f"expected {REGION_A}/{AFU_1}.gbs or {REGION_A}/{AFU_1}.aocx" in message
+
+
+def test_gbs_metadata_ids_and_raw_bitstream(node: SimNode) -> None:
+    raw = bytes(range(256)) * 8
+    path = write_gbs(node, REGION_A, AFU_1, raw=raw, name="nlb_0")
+    with open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream:
+        assert (bitstream.interface_id, bitstream.afu_id) == (REGION_A, AFU_1)
+        assert bitstream.metadata.names == ("nlb_0",)
+        assert bytes(bitstream.raw) == raw
+        assert bitstream.metadata_size == len(json.dumps(gbs_metadata(REGION_A, AFU_1, "nlb_0")))
+        assert bitstream.gbs_path == path
+
+
+def test_detect_kind(tmp_path: Path) -> None:
+    gbs = tmp_path / "a.gbs"
+    gbs.write_bytes(gbs_bytes(REGION_A, AFU_1))
+    elf = tmp_path / "a.aocx"
+    elf.write_bytes(b"\x7fELF" + bytes(60))
+    other = tmp_path / "x"
+    other.write_bytes(b"hello world, not a bitstream")
+    assert detect_kind(gbs) is BitstreamKind.GBS
+    assert detect_kind(elf) is BitstreamKind.AOCX
+    with pytest.raises(BitstreamError, match="neither a GBS file nor an AOCX"):
+        detect_kind(other)
+
+
+def _metadata(**image: object) -> dict[str, object]:
+    document = gbs_metadata(REGION_A, AFU_1)
+    document["afu-image"].update(image)
+    return document
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"XeonFPGA", "truncated"),
+        (b"NotAGBSfileAtAll" + bytes(100), "wrong magic"),
+        (gbs_bytes(metadata=b"", raw=b"x"), "metadata length is zero"),
+        (gbs_bytes(metadata=b"{}")[:-4096] + b"", "no raw bitstream"),
+        (gbs_bytes(REGION_A, AFU_1)[:20] + b"{}", "runs past the end"),
+        (gbs_bytes(metadata=b"{not json"), "not JSON"),
+        (gbs_bytes(metadata=b"\xff\xfe"), "not UTF-8"),
+        (gbs_bytes(metadata=b"[1]"), "breaks the schema at top level"),
+        (gbs_bytes(metadata={"version": 1}), "'afu-image' is a required property"),
+        (gbs_bytes(metadata=_metadata(power="high")), "afu-image/power"),
+        (gbs_bytes(metadata=_metadata(**{"interface-uuid": "nope"})), "interface-uuid"),
+        (gbs_bytes(metadata=_metadata(**{"clock-frequency-high": "fast"})), "clock-frequency"),
+        (gbs_bytes(metadata=_metadata(**{"accelerator-clusters": []})), "accelerator-clusters"),
+    ],
+)
+def test_invalid_gbs_files_are_refused(tmp_path: Path, content: bytes, words: str) -> None:
+    path = tmp_path / "bad.gbs"
+    path.write_bytes(content)
+    with (
+        pytest.raises(BitstreamError, match=words),
+        open_bitstream(path, BitstreamKind.GBS, None),
+    ):
+        pass
+
+
+def test_huge_metadata_length_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.gbs"
+    path.write_bytes(b"XeonFPGA\xb7GBSv001" + (0xFFFFFFF0).to_bytes(4, "little") + b"{}")
+    with (
+        pytest.raises(BitstreamError, match="larger than the 1048576-byte limit"),
+        open_bitstream(path, BitstreamKind.GBS, None),
+    ):
+        pass
+
+
+def test_ids_are_required_only_for_programming(tmp_path: Path) -> None:
+    document = gbs_metadata(None, AFU_1)
+    document["afu-image"]["accelerator-clusters"].append(
+        {"name": "two", "total-contexts": 1, "accelerator-type-uuid": AFU_2}
+    )
+    path = tmp_path / "two.gbs"
+    path.write_bytes(gbs_bytes(metadata=document))
+    with open_bitstream(path, BitstreamKind.GBS, None) as bitstream:
+        assert bitstream.metadata.afu_ids == (AFU_1, AFU_2)
+        with pytest.raises(BitstreamError, match="no afu-image.interface-uuid"):
+            _ = bitstream.interface_id
+        with pytest.raises(BitstreamError, match="2 accelerator clusters"):
+            _ = bitstream.afu_id
+
+
+def test_store_symlink_out_of_the_store_is_refused(node: SimNode, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.gbs"
+    outside.write_bytes(gbs_bytes(REGION_A, AFU_1))
+    (node.store / REGION_A).mkdir(parents=True)
+    link = node.store / REGION_A / f"{AFU_1}.gbs"
+    link.symlink_to(outside)
+    with (
+        pytest.raises(BitstreamError, match="resolves outside the bitstream store"),
+        open_bitstream(link, BitstreamKind.GBS, node.store),
+    ):
+        pass
+
+
+def test_symlink_inside_the_store_is_followed(node: SimNode) -> None:
+    real = write_gbs(node, REGION_A, AFU_1)
+    link = node.store / REGION_A / "alias.gbs"
+    link.symlink_to(real.name)
+    with open_bitstream(link, BitstreamKind.GBS, node.store) as bitstream:
+        assert bitstream.afu_id == AFU_1
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_store_entries_that_are_not_regular_files_are_refused(node: SimNode, kind: str) -> None:
+    path = node.store / REGION_A / f"{AFU_1}.gbs"
+    path.parent.mkdir(parents=True)
+    if kind == "directory":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    with (
+        pytest.raises(BitstreamError, match="not a regular file"),
+        open_bitstream(path, BitstreamKind.GBS, node.store),
+    ):
+        pass
