@@ -25,6 +25,7 @@ from fpga_crihook.bitstream import (
 )
 from fpga_crihook.devices import Port, resolve_ports
 from fpga_crihook.errors import BitstreamError, DeviceError, HookError, InputError, ProgrammingError
+from fpga_crihook.ids import is_unhealthy
 from fpga_crihook.locking import fme_lock
 from fpga_crihook.oci import (
     POD_NAME_ANNOTATION,
@@ -99,6 +100,11 @@ def ensure_port(
     )
     with fme_lock(port.fme, settings.lock_dir, settings.lock_timeout):
         current = port.read_afu_id(settings.busy_timeout)
+        if is_unhealthy(current):
+            raise DeviceError(
+                f"port {port.name} reports an all-ones AFU ID: the card's "
+                "firmware has crashed; not touching it"
+            )
         entry = locate(settings.bitstreams, request.interface_id, request.afu_id)
         if (
             not force

@@ -8,9 +8,13 @@ import pytest
 from conftest import AFU_1, AFU_2, AFU_3, REGION_A, REGION_B
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
+from fpga_crihook.devices import port_from_sysfs_dir
 from fpga_crihook.errors import BitstreamError, DeviceError, InputError
-from fpga_crihook.hook import Outcome, run_prestart
+from fpga_crihook.hook import Outcome, ensure_port, run_prestart
 from fpga_crihook.oci import parse_state
+from fpga_crihook.plan import Assignment
+from fpga_crihook.programmers import make_programmer
+from fpga_crihook.requests import Request
 from fpga_crihook.settings import ProgrammerKind, Settings
 
 
@@ -182,3 +186,14 @@ def test_config_json_is_ignored_beyond_env_and_devices(node: SimNode, tmp_path: 
     (bundle / "config.json").write_text(json.dumps(config))
     outcomes = run_prestart(parse_state(state_json(bundle).encode()), _settings(node))
     assert [result.outcome for result in outcomes] == [Outcome.PROGRAMMED]
+
+
+def test_port_that_crashed_after_the_survey_is_not_programmed(node: SimNode) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=["f" * 32])
+    write_gbs(node, REGION_A, AFU_2)
+    settings = _settings(node)
+    port = port_from_sysfs_dir(card.ports[0].sysfs_dir, settings)
+    assignment = Assignment(Request("1", REGION_A, AFU_2), port)
+    with pytest.raises(DeviceError, match="all-ones AFU ID"):
+        ensure_port(assignment, make_programmer(settings), settings)
+    assert card.ports[0].afu_id() == "f" * 32
