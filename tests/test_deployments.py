@@ -1,0 +1,452 @@
+"""The cluster install under deployments/: manifests, node installer, image recipe.
+
+No image is built and no cluster is reached here: the manifests are checked
+against the Kubernetes schemas that kubernetes-validate ships, the installer
+runs for real against a temporary directory standing in for the node's root,
+and the Containerfile is read for the paths the other two rely on.
+"""
+
+import copy
+import json
+import os
+import shlex
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOYMENTS = REPO / "deployments"
+KUBERNETES = DEPLOYMENTS / "kubernetes"
+BASE = KUBERNETES / "base"
+INSTALLER = DEPLOYMENTS / "install-on-node.sh"
+CONTAINERFILE = DEPLOYMENTS / "Containerfile"
+HOOK_JSON = REPO / "hooks.d" / "intel-fpga-crihook.json"
+
+# The oldest Kubernetes the manifests are meant for, and the newest release
+# whose schemas the installed kubernetes-validate carries.
+KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
+KUSTOMIZATION_NAMES = {"kustomization.yaml", "kustomization.yml", "Kustomization"}
+
+# What install-on-node.sh creates under the node's root.
+INSTALLED = Path("opt/intel/fpga-crihook")
+RELEASES = Path("opt/intel/fpga-crihook.d")
+HOOKS_DIR = Path("etc/containers/oci/hooks.d")
+INSTALLED_HOOK_FILE = HOOKS_DIR / "intel-fpga-crihook.json"
+VENV_PYTHON_TARGET = "/opt/intel/fpga-crihook/python/bin/python3.11"
+
+
+def _documents(path: Path) -> list[Any]:
+    with path.open(encoding="utf-8") as stream:
+        return [document for document in yaml.safe_load_all(stream) if document is not None]
+
+
+def _manifest_files(directory: Path = KUBERNETES) -> list[Path]:
+    return sorted(
+        path
+        for pattern in ("*.yaml", "*.yml")
+        for path in directory.rglob(pattern)
+        if path.name not in KUSTOMIZATION_NAMES
+    )
+
+
+def _kustomizations() -> list[Path]:
+    return sorted(path for path in KUBERNETES.rglob("*") if path.name in KUSTOMIZATION_NAMES)
+
+
+def _base_resources() -> list[dict[str, Any]]:
+    return [document for path in _manifest_files(BASE) for document in _documents(path)]
+
+
+def _daemonset() -> dict[str, Any]:
+    (daemonset,) = [doc for doc in _base_resources() if doc["kind"] == "DaemonSet"]
+    return daemonset
+
+
+def _pod_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = _daemonset()["spec"]["template"]["spec"]
+    return spec
+
+
+def _containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*pod_spec.get("initContainers", []), *pod_spec["containers"]]
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    return {variable["name"]: variable["value"] for variable in container.get("env", [])}
+
+
+# --- Kubernetes manifests ---------------------------------------------------
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize(
+    "path", _manifest_files(), ids=lambda path: str(path.relative_to(KUBERNETES))
+)
+def test_manifest_is_valid_for_kubernetes(path: Path, version: str) -> None:
+    documents = _documents(path)
+    assert documents, f"{path} holds no resource"
+    for document in documents:
+        try:
+            kubernetes_validate.validate(document, version, strict=True)
+        except kubernetes_validate.SchemaNotFoundError as error:
+            pytest.fail(error.message)
+
+
+def test_schema_validation_rejects_a_misspelt_field() -> None:
+    daemonset = copy.deepcopy(_daemonset())
+    daemonset["spec"]["template"]["spec"]["nodeSelectr"] = {"a": "b"}
+    with pytest.raises(kubernetes_validate.ValidationError, match="nodeSelectr"):
+        kubernetes_validate.validate(daemonset, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def test_base_holds_the_namespace_and_the_daemonset() -> None:
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in _base_resources()}
+    assert kinds == {("Namespace", "intel-fpga-crihook"), ("DaemonSet", "intel-fpga-crihook")}
+
+
+@pytest.mark.parametrize(
+    "kustomization", _kustomizations(), ids=lambda path: str(path.relative_to(KUBERNETES))
+)
+def test_kustomization_lists_every_manifest_beside_it(kustomization: Path) -> None:
+    (config,) = _documents(kustomization)
+    listed = config["resources"]
+    for resource in listed:
+        target = kustomization.parent / resource
+        assert target.is_file() or any((target / name).is_file() for name in KUSTOMIZATION_NAMES), (
+            f"{kustomization} lists {resource}, which does not exist"
+        )
+    beside = {
+        path.name
+        for path in kustomization.parent.iterdir()
+        if path.suffix in {".yaml", ".yml"} and path.name not in KUSTOMIZATION_NAMES
+    }
+    assert beside <= set(listed), f"not in {kustomization}: {sorted(beside - set(listed))}"
+
+
+def test_kustomization_images_entry_sets_every_container_image() -> None:
+    (config,) = _documents(BASE / "kustomization.yaml")
+    settable = {image["name"] for image in config["images"]}
+    used = {container["image"] for container in _containers(_pod_spec())}
+    assert used == settable
+
+
+def test_init_container_mounts_the_host_paths_the_installer_writes() -> None:
+    pod_spec = _pod_spec()
+    host_paths = {
+        volume["name"]: volume["hostPath"]["path"]
+        for volume in pod_spec["volumes"]
+        if "hostPath" in volume
+    }
+    (installer,) = pod_spec["initContainers"]
+    node_root = _env(installer)["NODE_ROOT"]
+    mounts = {mount["mountPath"]: host_paths[mount["name"]] for mount in installer["volumeMounts"]}
+    assert all(mount == node_root + host_path for mount, host_path in mounts.items())
+    assert set(mounts.values()) == {"/" + str(INSTALLED.parent), "/" + str(HOOKS_DIR)}
+
+
+def test_containers_run_unprivileged_and_limited() -> None:
+    pod_spec = _pod_spec()
+    for container in pod_spec["containers"]:
+        assert container["securityContext"]["runAsNonRoot"] is True
+    for container in _containers(pod_spec):
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert "limits" in container["resources"]
+
+
+# --- install-on-node.sh -------------------------------------------------------
+
+
+def _make_payload(directory: Path, release: str) -> Path:
+    """A stand-in for the venv: the hook program, a file, and an absolute symlink."""
+    (directory / "bin").mkdir(parents=True)
+    program = directory / "bin" / "fpga-crihook"
+    program.write_text(f"#!/bin/sh\necho {release}\n", encoding="utf-8")
+    program.chmod(0o755)
+    (directory / "bin" / "python").symlink_to(VENV_PYTHON_TARGET)
+    (directory / "lib").mkdir()
+    (directory / "lib" / f"{release}.txt").write_text(release, encoding="utf-8")
+    return directory
+
+
+def _make_hook_json(path: Path, timeout: int = 60) -> Path:
+    hook = {
+        "version": "1.0.0",
+        "hook": {"path": "/" + str(INSTALLED / "bin" / "fpga-crihook"), "timeout": timeout},
+        "when": {"annotations": {"^com\\.intel\\.fpga\\.mode$": "^fpga\\.intel\\.com/region$"}},
+        "stages": ["prestart"],
+    }
+    path.write_text(json.dumps(hook, indent=2), encoding="utf-8")
+    return path
+
+
+def _run_installer(
+    node_root: Path, payload: Path, hook_json: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "NODE_ROOT": str(node_root),
+        "PAYLOAD_DIR": str(payload),
+        "HOOK_JSON": str(hook_json),
+    }
+    return subprocess.run(
+        ["sh", str(INSTALLER), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def _install(node_root: Path, payload: Path, hook_json: Path) -> str:
+    result = _run_installer(node_root, payload, hook_json)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _run_installed_hook(node_root: Path) -> str:
+    program = node_root / INSTALLED / "bin" / "fpga-crihook"
+    result = subprocess.run([program], capture_output=True, text=True, check=True, timeout=10)
+    return result.stdout.strip()
+
+
+def _tree(directory: Path) -> dict[str, str]:
+    """Relative path -> content (or symlink target) of everything under *directory*."""
+    tree = {}
+    for path in directory.rglob("*"):
+        name = str(path.relative_to(directory))
+        if path.is_symlink():
+            tree[name] = "-> " + os.readlink(path)
+        elif path.is_file():
+            tree[name] = path.read_text(encoding="utf-8")
+    return tree
+
+
+@pytest.fixture
+def node_root(tmp_path: Path) -> Path:
+    root = tmp_path / "host"
+    root.mkdir()
+    return root
+
+
+def test_installer_puts_payload_and_hook_file_on_the_node(node_root: Path, tmp_path: Path) -> None:
+    payload = _make_payload(tmp_path / "payload", "first")
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+
+    output = _install(node_root, payload, hook_json)
+
+    program = node_root / INSTALLED / "bin" / "fpga-crihook"
+    assert stat.S_IMODE(program.stat().st_mode) == 0o755
+    assert _run_installed_hook(node_root) == "first"
+    assert os.readlink(node_root / INSTALLED / "bin" / "python") == VENV_PYTHON_TARGET
+    installed_hook = node_root / INSTALLED_HOOK_FILE
+    assert json.loads(installed_hook.read_text(encoding="utf-8")) == json.loads(
+        hook_json.read_text(encoding="utf-8")
+    )
+    assert installed_hook.read_bytes() == hook_json.read_bytes()
+    assert str(node_root / INSTALLED_HOOK_FILE) in output
+    # Nothing temporary left beside what the runtime reads.
+    assert sorted(p.name for p in (node_root / HOOKS_DIR).iterdir()) == [installed_hook.name]
+    assert sorted(p.name for p in (node_root / INSTALLED.parent).iterdir()) == [
+        INSTALLED.name,
+        RELEASES.name,
+    ]
+
+
+def test_installer_links_the_install_path_to_one_release(node_root: Path, tmp_path: Path) -> None:
+    payload = _make_payload(tmp_path / "payload", "first")
+
+    _install(node_root, payload, _make_hook_json(tmp_path / "hook.json"))
+
+    link = node_root / INSTALLED
+    (release,) = (node_root / RELEASES).iterdir()
+    assert link.is_symlink()
+    assert os.readlink(link) == f"{RELEASES.name}/{release.name}"
+    assert _tree(release) == _tree(payload)
+
+
+def test_second_run_with_the_same_payload_leaves_the_same_state(
+    node_root: Path, tmp_path: Path
+) -> None:
+    payload = _make_payload(tmp_path / "payload", "first")
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    _install(node_root, payload, hook_json)
+    before = _tree(node_root / INSTALLED)
+
+    output = _install(node_root, payload, hook_json)
+
+    assert _tree(node_root / INSTALLED) == before == _tree(payload)
+    assert len(list((node_root / RELEASES).iterdir())) == 1
+    assert "is up to date" in output
+    assert (node_root / INSTALLED_HOOK_FILE).read_bytes() == hook_json.read_bytes()
+
+
+def test_new_payload_replaces_the_old_one(node_root: Path, tmp_path: Path) -> None:
+    _install(
+        node_root,
+        _make_payload(tmp_path / "old", "old"),
+        _make_hook_json(tmp_path / "old.json", timeout=60),
+    )
+    new_payload = _make_payload(tmp_path / "new", "new")
+    new_hook_json = _make_hook_json(tmp_path / "new.json", timeout=90)
+
+    _install(node_root, new_payload, new_hook_json)
+
+    assert _run_installed_hook(node_root) == "new"
+    assert _tree(node_root / INSTALLED) == _tree(new_payload)
+    assert not (node_root / INSTALLED / "lib" / "old.txt").exists()
+    assert len(list((node_root / RELEASES).iterdir())) == 1
+    assert (node_root / INSTALLED_HOOK_FILE).read_bytes() == new_hook_json.read_bytes()
+
+
+def test_installer_replaces_a_directory_installed_by_hand(node_root: Path, tmp_path: Path) -> None:
+    _make_payload(node_root / INSTALLED, "by-hand")
+    payload = _make_payload(tmp_path / "payload", "packaged")
+
+    _install(node_root, payload, _make_hook_json(tmp_path / "hook.json"))
+
+    assert (node_root / INSTALLED).is_symlink()
+    assert _tree(node_root / INSTALLED) == _tree(payload)
+    assert len(list((node_root / RELEASES).iterdir())) == 1
+
+
+def test_installer_clears_what_a_killed_run_left_behind(node_root: Path, tmp_path: Path) -> None:
+    payload = _make_payload(tmp_path / "payload", "first")
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    _install(node_root, payload, hook_json)
+    half_copied = node_root / RELEASES / ".staging.abcdef"
+    _make_payload(half_copied, "half")
+    (node_root / INSTALLED.parent / ".fpga-crihook.link").symlink_to("nowhere")
+    (node_root / HOOKS_DIR / ".intel-fpga-crihook.json.tmp").write_text("{", encoding="utf-8")
+
+    _install(node_root, payload, hook_json)
+
+    assert _tree(node_root / INSTALLED) == _tree(payload)
+    assert not half_copied.exists()
+    assert sorted(p.name for p in (node_root / INSTALLED.parent).iterdir()) == [
+        INSTALLED.name,
+        RELEASES.name,
+    ]
+    assert [p.name for p in (node_root / HOOKS_DIR).iterdir()] == [INSTALLED_HOOK_FILE.name]
+    assert (node_root / INSTALLED_HOOK_FILE).read_bytes() == hook_json.read_bytes()
+
+
+def test_installer_refuses_a_payload_without_the_hook_program(
+    node_root: Path, tmp_path: Path
+) -> None:
+    payload = tmp_path / "payload"
+    payload.mkdir()
+
+    result = _run_installer(node_root, payload, _make_hook_json(tmp_path / "hook.json"))
+
+    assert result.returncode != 0
+    assert f"no executable {payload}/bin/fpga-crihook" in result.stderr
+    assert list(node_root.iterdir()) == []
+
+
+def test_uninstall_removes_what_the_installer_wrote(node_root: Path, tmp_path: Path) -> None:
+    payload = _make_payload(tmp_path / "payload", "first")
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    _install(node_root, payload, hook_json)
+    other_hook = node_root / HOOKS_DIR / "other-vendor.json"
+    other_hook.write_text("{}", encoding="utf-8")
+
+    result = _run_installer(node_root, payload, hook_json, "uninstall")
+
+    assert result.returncode == 0, result.stderr
+    assert not (node_root / INSTALLED_HOOK_FILE).exists()
+    assert not (node_root / INSTALLED).is_symlink()
+    assert not (node_root / INSTALLED).exists()
+    assert not (node_root / RELEASES).exists()
+    assert list((node_root / HOOKS_DIR).iterdir()) == [other_hook]
+
+
+def test_installed_hook_file_names_the_installed_program(node_root: Path, tmp_path: Path) -> None:
+    """The project's own hooks.d file points at the program the installer puts in place."""
+    _install(node_root, _make_payload(tmp_path / "payload", "first"), HOOK_JSON)
+
+    hook = json.loads((node_root / INSTALLED_HOOK_FILE).read_text(encoding="utf-8"))
+    program = node_root / hook["hook"]["path"].lstrip("/")
+    assert program.is_file()
+    assert os.access(program, os.X_OK)
+
+
+# --- Containerfile ------------------------------------------------------------
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Containerfile, continuation lines joined."""
+    logical: list[str] = []
+    pending = ""
+    for line in CONTAINERFILE.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        logical.append(pending + stripped)
+        pending = ""
+    instructions = []
+    for text in logical:
+        keyword, arguments = text.split(None, 1)
+        instructions.append((keyword.upper(), arguments))
+    return instructions
+
+
+def _final_stage() -> list[tuple[str, str]]:
+    instructions = _instructions()
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+def _final_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, arguments in _final_stage():
+        if keyword == "ENV":
+            for item in shlex.split(arguments):
+                name, _, value = item.partition("=")
+                env[name] = value
+    return env
+
+
+def _copies(stage: list[tuple[str, str]]) -> list[list[str]]:
+    return [shlex.split(arguments) for keyword, arguments in stage if keyword == "COPY"]
+
+
+def test_image_ships_the_payload_where_the_hook_file_points() -> None:
+    hook_path = json.loads(HOOK_JSON.read_text(encoding="utf-8"))["hook"]["path"]
+    payload_dir = _final_env()["PAYLOAD_DIR"]
+    assert hook_path == f"{payload_dir}/bin/fpga-crihook"
+    assert payload_dir == "/" + str(INSTALLED)
+    assert ["--from=builder", payload_dir, payload_dir] in _copies(_final_stage())
+    (build,) = [args for keyword, args in _instructions() if "build-payload.sh" in args]
+    assert build.startswith(f"PREFIX={payload_dir} ")
+
+
+def test_image_ships_the_hook_file_and_installer_where_the_installer_looks() -> None:
+    copies = {tuple(args[:-1]): args[-1] for args in _copies(_final_stage())}
+    assert copies[("hooks.d/intel-fpga-crihook.json",)] == _final_env()["HOOK_JSON"]
+    installer_in_image = copies[("deployments/install-on-node.sh",)]
+    (entrypoint,) = [args for keyword, args in _final_stage() if keyword == "ENTRYPOINT"]
+    assert json.loads(entrypoint) == ["/bin/sh", installer_in_image]
+
+
+def test_image_node_root_is_where_the_daemonset_mounts_the_node() -> None:
+    (installer,) = _pod_spec()["initContainers"]
+    assert _final_env()["NODE_ROOT"] == _env(installer)["NODE_ROOT"]
+
+
+def test_containerfile_copies_only_files_that_exist() -> None:
+    for args in _copies(_instructions()):
+        if args[0].startswith("--from="):
+            continue
+        for source in args[:-1]:
+            assert (REPO / source).exists(), f"COPY {source}: no such file in the repository"
