@@ -5,7 +5,9 @@ Settings are options of the command group, each also read from an
 set them). Every failure is one error line and exit status 1.
 """
 
+import dataclasses
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -85,6 +87,14 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
     help="The fpgaconf executable (looked up on PATH).",
 )
 @click.option(
+    "--fpgaconf-timeout",
+    envvar="FPGA_CRIHOOK_FPGACONF_TIMEOUT",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds fpgaconf may take before it is killed and programming fails.",
+)
+@click.option(
     "--lock-dir",
     envvar="FPGA_CRIHOOK_LOCK_DIR",
     default="/run/fpga-crihook",
@@ -144,6 +154,7 @@ def cli(
     bitstreams: Path,
     programmer: str,
     fpgaconf: str,
+    fpgaconf_timeout: float,
     lock_dir: Path,
     lock_timeout: float,
     busy_timeout: float,
@@ -164,6 +175,7 @@ def cli(
         bitstreams=bitstreams,
         programmer=ProgrammerKind(programmer),
         fpgaconf=fpgaconf,
+        fpgaconf_timeout=fpgaconf_timeout,
         lock_dir=lock_dir,
         dry_run=dry_run,
         lock_timeout=lock_timeout,
@@ -185,14 +197,158 @@ def prestart(settings: Settings) -> None:
 
         fpga-crihook prestart < state.json
     """
-    from fpga_crihook.hook import run_prestart  # noqa: PLC0415 (keep --help fast)
-    from fpga_crihook.oci import read_state  # noqa: PLC0415
+    from fpga_crihook.oci import read_state  # noqa: PLC0415 (keep --help fast)
 
     settings.check()
-    run_prestart(read_state(sys.stdin.buffer), settings)
+    state = read_state(sys.stdin.buffer)
+    if not state.is_fpga_region_container:
+        # Most containers on a node are not ours: leave before importing the rest.
+        structlog.get_logger().debug(
+            "not an FPGA region container: nothing to do", container_id=state.id
+        )
+        return
+    from fpga_crihook.hook import run_prestart  # noqa: PLC0415
+
+    run_prestart(state, settings)
 
 
 cli.add_command(prestart, "createRuntime")
+
+_JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+
+
+@cli.command("devices")
+@_JSON_OPTION
+@click.pass_obj
+@_reports_errors
+def devices(settings: Settings, as_json: bool) -> None:
+    """List the FPGA cards, FMEs and ports under the sysfs root.
+
+    For each port: driver, PCI address, FME device node and region interface
+    ID, port device node, port number, AFU ID and health (healthy, unhealthy,
+    busy or unreadable); then the resource names the Intel FPGA device plugin
+    announces (region and af mode).
+
+    \b
+    Example:
+        fpga-crihook devices
+        fpga-crihook --sysfs testdata/node/sys devices --json
+    """
+    from fpga_crihook import inventory  # noqa: PLC0415 (keep --help fast)
+
+    cards = inventory.scan(settings)
+    _echo(inventory.as_json(cards) if as_json else inventory.table(cards, settings.sysfs))
+
+
+@cli.command("gbs-info")
+@_JSON_OPTION
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@_reports_errors
+def gbs_info(file: Path, as_json: bool) -> None:
+    """Show what a GBS or AOCX bitstream holds, after validating it like the hook.
+
+    Kind, interface ID, AFU ID(s), accelerator name(s), platform, sizes (file,
+    metadata, raw bitstream) and, for an AOCX, its board, target, version and
+    hash.
+
+    \b
+    Example:
+        fpga-crihook gbs-info /srv/intel.com/fpga/ce48.../d842....gbs
+    """
+    from fpga_crihook import bitstream_info  # noqa: PLC0415
+
+    info = bitstream_info.describe(file)
+    _echo(bitstream_info.as_json(info) if as_json else bitstream_info.text(info))
+
+
+@cli.command("program")
+@click.option(
+    "--port",
+    "device",
+    required=True,
+    metavar="DEV",
+    help="The port: a device path (/dev/dfl-port.0) or a port name (dfl-port.0).",
+)
+@click.option("--dry-run", is_flag=True, help="Do every check but program nothing.")
+@click.option("--force", is_flag=True, help="Program even if the port holds the AFU already.")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_obj
+@_reports_errors
+def program(settings: Settings, device: str, dry_run: bool, force: bool, file: Path) -> None:
+    """Program one port with a bitstream file by hand, with the hook's checks.
+
+    The file must be built for the region of the port's FME, the card must be
+    healthy, the FME lock is taken, and the port must report the file's AFU
+    afterwards. The programmer is the one the settings name.
+
+    \b
+    Example:
+        fpga-crihook program --port /dev/dfl-port.0 nlb_3.gbs
+    """
+    from fpga_crihook import manual  # noqa: PLC0415
+
+    settings = dataclasses.replace(settings, dry_run=settings.dry_run or dry_run)
+    settings.check()
+    _echo(manual.summary(manual.program_file(device, file, settings, force), file))
+
+
+@cli.command("install")
+@click.option(
+    "--afu-id",
+    default=None,
+    metavar="ID",
+    help="For an AOCX (required there, refused for a GBS): the AFU ID pods request it by.",
+)
+@click.option("--force", is_flag=True, help="Replace a different file installed under that name.")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_obj
+@_reports_errors
+def install(settings: Settings, afu_id: str | None, force: bool, file: Path) -> None:
+    """Copy a GBS or AOCX into the bitstream store under the name the hook looks up.
+
+    A GBS goes to <interface-id>/<afu-id>.gbs from its metadata; an AOCX to
+    <interface-id>/<ID>.aocx with --afu-id ID. The file is validated first
+    and appears in one atomic rename; an identical file already there is
+    left alone, a different one is only replaced with --force.
+
+    \b
+    Example:
+        fpga-crihook install nlb_3.gbs
+        fpga-crihook install --afu-id 18b79ffa2ee54aa096ef4230dafacb5f vector_add.aocx
+    """
+    from fpga_crihook import install as installing  # noqa: PLC0415
+
+    result = installing.install(file, settings.bitstreams, afu_id, force)
+    _echo(installing.summary(result, file))
+
+
+@cli.command("check")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_obj
+@_reports_errors
+def check(settings: Settings, files: tuple[Path, ...]) -> None:
+    """Validate hooks.d files and this node's set-up; exit 1 on any error.
+
+    Each hooks.d file (default: the one this package ships) is checked
+    against the hooks.d 1.0.0 format and for what fpga-crihook needs; then
+    the node: FPGA drivers and cards, FME device nodes, the bitstream store.
+    One line per finding: "ok:", "warning:" or "error:".
+
+    \b
+    Example:
+        fpga-crihook check /etc/containers/oci/hooks.d/intel-fpga-crihook.json
+    """
+    from fpga_crihook import checks  # noqa: PLC0415
+
+    findings = checks.run_checks(list(files) or [checks.shipped_hooks_file()], settings)
+    _echo("\n".join(str(finding) for finding in findings))
+    if checks.has_errors(findings):
+        raise SystemExit(EXIT_FAILURE)
+
+
+def _echo(output: str | dict[str, Any]) -> None:
+    """Output for people (text) or scripts (JSON) on stdout."""
+    click.echo(output if isinstance(output, str) else json.dumps(output, indent=2))
 
 
 def main() -> None:

@@ -18,6 +18,10 @@ class DeviceError(HookError):
     """A port or FME in sysfs is missing, unreadable, busy or unhealthy."""
 
 
+class DeviceBusyError(DeviceError):
+    """A sysfs attribute kept failing with EBUSY for the whole busy timeout."""
+
+
 class BitstreamError(HookError):
     """A bitstream is missing from the store or is not a valid GBS/AOCX file."""
 

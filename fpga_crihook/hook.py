@@ -82,17 +82,22 @@ def run_prestart(state: State, settings: Settings) -> list[PortResult]:
         dry_run=settings.dry_run,
     )
     assignments = assign(requests, survey(ports, settings.busy_timeout))
-    programmer = None if settings.dry_run else make_programmer(settings)
-    return _ensure_all(assignments, programmer, settings)
+    programmer = make_programmer(settings)  # a dry run, too, checks that it can program
+    return _ensure_all(assignments, None if settings.dry_run else programmer, settings)
 
 
 def ensure_port(
-    assignment: Assignment, programmer: Programmer | None, settings: Settings, force: bool = False
+    assignment: Assignment,
+    programmer: Programmer | None,
+    settings: Settings,
+    force: bool = False,
+    bitstream_file: StoreEntry | None = None,
 ) -> Outcome:
     """Check, program and verify one port while holding its FME's lock.
 
     The port's AFU is read again under the lock: another hook may have just
-    programmed it. *programmer* ``None`` means a dry run.
+    programmed it. *programmer* ``None`` means a dry run. *bitstream_file*
+    (an operator's file, not confined to the store) replaces the store lookup.
     """
     request, port = assignment
     log = structlog.get_logger().bind(
@@ -105,7 +110,7 @@ def ensure_port(
                 f"port {port.name} reports an all-ones AFU ID: the card's "
                 "firmware has crashed; not touching it"
             )
-        entry = locate(settings.bitstreams, request.interface_id, request.afu_id)
+        entry = bitstream_file or locate(settings.bitstreams, request.interface_id, request.afu_id)
         if (
             not force
             and current == request.afu_id
@@ -117,20 +122,22 @@ def ensure_port(
             raise BitstreamError(
                 missing_message(settings.bitstreams, request.interface_id, request.afu_id)
             )
+        store = settings.bitstreams if bitstream_file is None else None
         return _program(
-            entry, request, port, programmer, settings, log.bind(previous_afu_id=current)
+            entry, store, request, port, programmer, settings, log.bind(previous_afu_id=current)
         )
 
 
 def _program(
     entry: StoreEntry,
+    store: Path | None,
     request: Request,
     port: Port,
     programmer: Programmer | None,
     settings: Settings,
     log: structlog.typing.FilteringBoundLogger,
 ) -> Outcome:
-    with open_bitstream(entry.path, entry.kind, settings.bitstreams) as bitstream:
+    with open_bitstream(entry.path, entry.kind, store) as bitstream:
         expected_afu = _check_fits(bitstream, request)
         if programmer is None:
             log.info("dry run: would program the port", bitstream=str(entry.path))

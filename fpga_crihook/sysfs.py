@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from fpga_crihook.errors import DeviceError
+from fpga_crihook.errors import DeviceBusyError, DeviceError
 from fpga_crihook.ids import InvalidIdError, canonical_id
 
 MAX_ATTRIBUTE_BYTES = 4096
@@ -40,7 +40,7 @@ def read_attribute(path: Path, busy_timeout: float) -> str:
                 raise DeviceError(f"cannot read {path}: {_reason(error)}") from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DeviceError(
+                raise DeviceBusyError(
                     f"{path} stayed busy (EBUSY) for {busy_timeout:g} s: "
                     "the device may be in the middle of reprogramming"
                 ) from None

@@ -1,7 +1,7 @@
 """Write the simulated node shipped in testdata/node (sysfs, dev, bitstream store).
 
 Run it again (``make testdata``) after changing the builders in
-``tests/simnode.py``; a test checks that the committed tree is what this
+``tests/simnode.py`` or ``tests/aocxfiles.py``; a test checks that the committed tree is what this
 script writes.
 
 The node has three cards:
@@ -10,6 +10,9 @@ The node has three cards:
 - a DFL card with two ports behind one FME (``dfl-port.1``, ``dfl-port.2``),
   region ``69528d...``;
 - an OPAE card with one port (``intel-fpga-port.0``), region ``bfac4d...``.
+
+The store has GBS files for every region, and one OpenCL kernel (``.aocx``,
+requested as ``5c2b8e...``) for region ``ce48...``.
 """
 
 import shutil
@@ -18,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from simnode import SimNode, add_card, write_gbs
+from aocxfiles import aocx_bytes
+from simnode import SimNode, add_card, gbs_bytes, write_gbs
 
 REGION_A = "ce48969398f05f33946d560708be108a"
 REGION_B = "69528db6eb31577a8c3668f9faa081f6"
@@ -28,6 +32,9 @@ NLB0 = "d8424dc4a4a3c413f89e433683f9040b"
 NLB3 = "f7df405cbd7acf7222f144b0b93acd18"
 DMA = "331db30c988541ea9f5b1b8ae8b5d0b5"
 HELLO = "850adcc2c4934024a08c8f2ffaa3a7ad"
+# An OpenCL kernel: requested as VECTOR_ADD, its embedded GBS carries the BSP's AFU ID.
+VECTOR_ADD = "5c2b8e6a3f1d4e7a9b0c1d2e3f4a5b6c"
+OPENCL_BSP = "18b79ffa2ee54aa096ef4230dafacb5f"
 
 
 def build(root: Path) -> SimNode:
@@ -52,6 +59,8 @@ def build(root: Path) -> SimNode:
         for afu, name in ((NLB0, "nlb_0"), (NLB3, "nlb_3"), (DMA, "dma_afu")):
             write_gbs(node, region, afu, name=name)
     write_gbs(node, REGION_A, HELLO, name="hello_afu")
+    kernel = gbs_bytes(REGION_A, OPENCL_BSP, name="opencl_bsp")
+    (node.store / REGION_A / f"{VECTOR_ADD}.aocx").write_bytes(aocx_bytes(kernel))
     return node
 
 

@@ -1,0 +1,90 @@
+"""What a GBS or AOCX file holds, as the ``gbs-info`` command shows it.
+
+The file is validated exactly as the hook would (schema, IDs, a raw
+bitstream present); only the store confinement does not apply.
+"""
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fpga_crihook import tables
+from fpga_crihook.bitstream import GBS_HEADER, BitstreamKind, detect_kind, open_bitstream
+
+
+@dataclasses.dataclass(frozen=True)
+class BitstreamInfo:
+    """The facts an operator checks before installing or programming a bitstream."""
+
+    path: Path
+    kind: BitstreamKind
+    interface_id: str | None
+    afu_ids: tuple[str, ...]
+    names: tuple[str, ...]
+    platform_name: str | None
+    file_bytes: int
+    gbs_bytes: int  # the (embedded, for an AOCX) GBS: header, metadata and raw part
+    metadata_bytes: int
+    raw_bytes: int
+    details: Mapping[str, str]  # AOCX text sections: board, target, version, hash, ...
+
+
+def describe(path: Path) -> BitstreamInfo:
+    """Open and validate *path*; raise :class:`BitstreamError` when it is not usable."""
+    kind = detect_kind(path)
+    with open_bitstream(path, kind, None) as bitstream:
+        metadata = bitstream.metadata
+        return BitstreamInfo(
+            path=path,
+            kind=kind,
+            interface_id=metadata.interface_id,
+            afu_ids=metadata.afu_ids,
+            names=metadata.names,
+            platform_name=metadata.platform_name,
+            file_bytes=os.stat(path).st_size,
+            gbs_bytes=GBS_HEADER.size + bitstream.metadata_size + len(bitstream.raw),
+            metadata_bytes=bitstream.metadata_size,
+            raw_bytes=len(bitstream.raw),
+            details=dict(bitstream.details),
+        )
+
+
+def as_json(info: BitstreamInfo) -> dict[str, Any]:
+    """The ``--json`` output."""
+    return {
+        "path": str(info.path),
+        "kind": str(info.kind),
+        "interface_id": info.interface_id,
+        "afu_ids": list(info.afu_ids),
+        "names": list(info.names),
+        "platform_name": info.platform_name,
+        "file_bytes": info.file_bytes,
+        "gbs_bytes": info.gbs_bytes,
+        "metadata_bytes": info.metadata_bytes,
+        "raw_bytes": info.raw_bytes,
+        "details": dict(info.details),
+    }
+
+
+def text(info: BitstreamInfo) -> str:
+    """The facts for people, one per line."""
+    pairs = [
+        ("file", str(info.path)),
+        ("kind", str(info.kind)),
+        ("interface id", info.interface_id or "- (no afu-image.interface-uuid)"),
+        ("afu id" if info.kind is BitstreamKind.GBS else "board afu id", ", ".join(info.afu_ids)),
+        ("name", ", ".join(info.names)),
+        ("platform", info.platform_name or "-"),
+        ("file size", _bytes(info.file_bytes)),
+    ]
+    if info.kind is BitstreamKind.AOCX:
+        pairs.append(("embedded gbs", _bytes(info.gbs_bytes)))
+    pairs += [("metadata", _bytes(info.metadata_bytes)), ("raw bitstream", _bytes(info.raw_bytes))]
+    pairs += [(key.replace("_", " "), value) for key, value in info.details.items()]
+    return tables.fields(pairs)
+
+
+def _bytes(count: int) -> str:
+    return f"{count} bytes"

@@ -1,0 +1,162 @@
+"""Putting a bitstream into the store under the name the hook looks up (DESIGN.md section 4).
+
+A GBS goes to ``<interface-id>/<afu-id>.gbs`` from its own metadata. An AOCX
+carries its board's AFU ID, shared by every OpenCL kernel of that board, so
+the operator names the ID it is requested by: ``<interface-id>/<ID>.aocx``.
+
+The copy is validated as the hook would validate it and appears under its
+name in one rename: a hook never sees a half-written bitstream.
+"""
+
+import contextlib
+import enum
+import filecmp
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+from fpga_crihook.bitstream import (
+    BitstreamKind,
+    detect_kind,
+    open_bitstream,
+    open_regular_file,
+)
+from fpga_crihook.errors import BitstreamError, InputError
+from fpga_crihook.ids import InvalidIdError, canonical_id, is_unhealthy
+
+_COPY_CHUNK = 1 << 20
+
+
+class InstallStatus(enum.StrEnum):
+    """What :func:`install` did."""
+
+    INSTALLED = "installed"
+    REPLACED = "replaced"
+    IDENTICAL = "identical"  # the store already held the same bytes
+
+
+class InstallResult(NamedTuple):
+    """Where the file went, and anything the operator should know about it."""
+
+    target: Path
+    status: InstallStatus
+    shadowed_by: Path | None  # a .gbs of the same name, which the hook takes first
+
+
+def install(source: Path, store: Path, afu_id: str | None, force: bool) -> InstallResult:
+    """Copy *source* into *store* under its canonical name.
+
+    A different file already there is replaced only with *force*.
+    """
+    kind = detect_kind(source)
+    interface_id, stored_afu = _identify(source, kind, afu_id)
+    target = store / interface_id / f"{stored_afu}.{kind}"
+    status = InstallStatus.INSTALLED
+    if os.path.lexists(target):
+        if os.path.isfile(target) and filecmp.cmp(source, target, shallow=False):
+            return InstallResult(target, InstallStatus.IDENTICAL, _shadow(target, kind))
+        if not force:
+            raise BitstreamError(
+                f"refusing to replace {target}: it holds a different bitstream "
+                "(--force replaces it)"
+            )
+        status = InstallStatus.REPLACED
+    _copy_atomically(source, target, kind, (interface_id, stored_afu), afu_id)
+    return InstallResult(target, status, _shadow(target, kind))
+
+
+def summary(result: InstallResult, source: Path) -> str:
+    """What happened, for the operator."""
+    lines = {
+        InstallStatus.INSTALLED: f"installed {source} as {result.target}",
+        InstallStatus.REPLACED: f"replaced {result.target} with {source}",
+        InstallStatus.IDENTICAL: f"{result.target} already holds this file: nothing to do",
+    }
+    text = lines[result.status]
+    if result.shadowed_by is not None:
+        text += (
+            f"\nnote: {result.shadowed_by} exists too and the hook takes it first; "
+            "remove it to have the AOCX programmed"
+        )
+    return text
+
+
+def _identify(source: Path, kind: BitstreamKind, afu_id: str | None) -> tuple[str, str]:
+    """Validate *source*; return the interface ID and the AFU ID it is stored under."""
+    if kind is BitstreamKind.GBS and afu_id is not None:
+        raise InputError(
+            f"{source} is a GBS: it is installed under the AFU ID of its own "
+            "metadata, so --afu-id is refused"
+        )
+    if kind is BitstreamKind.AOCX and afu_id is None:
+        raise InputError(
+            f"{source} is an AOCX: give the AFU ID that pods request it by "
+            "with --afu-id (the embedded ID is the board's, shared by all its kernels)"
+        )
+    with open_bitstream(source, kind, None) as bitstream:
+        interface_id = bitstream.interface_id
+        embedded_afu = bitstream.afu_id
+    return interface_id, embedded_afu if afu_id is None else _requested_id(afu_id)
+
+
+def _requested_id(text: str) -> str:
+    try:
+        identifier = canonical_id(text)
+    except InvalidIdError as error:
+        raise InputError(f"--afu-id: {error}") from None
+    if is_unhealthy(identifier):
+        raise InputError("--afu-id: the all-ones ID is what crashed cards report, not an AFU")
+    return identifier
+
+
+def _copy_atomically(
+    source: Path,
+    target: Path,
+    kind: BitstreamKind,
+    expected: tuple[str, str],
+    afu_id: str | None,
+) -> None:
+    """Copy to a temporary file beside *target*, check the copy, fsync, rename."""
+    try:
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".installing-", suffix=f".{kind}", dir=target.parent)
+    except OSError as error:
+        raise BitstreamError(f"cannot write into {target.parent}: {error.strerror}") from None
+    staged = Path(name)
+    try:
+        _copy_into(source, fd)
+        # The copy, not the source, is what lands: check it, as the source may have changed.
+        if _identify(staged, kind, afu_id) != expected:
+            raise BitstreamError(f"{source} changed while it was being installed: try again")
+        os.chmod(staged, 0o644)
+        os.replace(staged, target)
+    except OSError as error:
+        raise BitstreamError(f"cannot install {target}: {error.strerror}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)
+    _sync_directory(target.parent)
+
+
+def _copy_into(source: Path, fd: int) -> None:
+    with open(fd, "wb") as writer, open(open_regular_file(source, None), "rb") as reader:
+        shutil.copyfileobj(reader, writer, _COPY_CHUNK)
+        writer.flush()
+        os.fsync(writer.fileno())
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _shadow(target: Path, kind: BitstreamKind) -> Path | None:
+    if kind is not BitstreamKind.AOCX:
+        return None
+    gbs = target.with_suffix(f".{BitstreamKind.GBS}")
+    return gbs if os.path.lexists(gbs) else None

@@ -1,0 +1,83 @@
+"""Programming one port by hand (the ``program`` command), with the hook's checks.
+
+The operator names a port and a bitstream file; the port's region must be
+the one the file was built for, the card must be healthy, the FME lock is
+taken, and the port must report the file's AFU afterwards: the same
+check-program-verify as the hook's, through :func:`hook.ensure_port`.
+"""
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from fpga_crihook.bitstream import StoreEntry, detect_kind, open_bitstream
+from fpga_crihook.devices import Port, find_port_by_name, port_from_sysfs_dir
+from fpga_crihook.errors import BitstreamError, DeviceError
+from fpga_crihook.hook import Outcome, ensure_port
+from fpga_crihook.plan import Assignment, survey
+from fpga_crihook.programmers import make_programmer
+from fpga_crihook.requests import Request
+from fpga_crihook.settings import Settings
+
+REQUEST_NAME = "manual"  # stands where FPGA_AFU_<N>'s suffix would in logs
+
+
+class ManualResult(NamedTuple):
+    """What happened to the port."""
+
+    port: Port
+    afu_id: str
+    outcome: Outcome
+
+
+def program_file(device: str, path: Path, settings: Settings, force: bool) -> ManualResult:
+    """Program *path* into the port *device* (``/dev/dfl-port.0`` or ``dfl-port.0``).
+
+    Unless *force*, a port that already holds the file's AFU is left alone
+    (an AOCX is always programmed, as in the hook).
+    """
+    port = find_port(device, settings)
+    kind = detect_kind(path)
+    with open_bitstream(path, kind, None) as bitstream:
+        interface_id, afu_id = bitstream.interface_id, bitstream.afu_id
+    [view] = survey([port], settings.busy_timeout)
+    if view.interface_id != interface_id:
+        raise BitstreamError(
+            f"{path} was built for region {interface_id}, but port {port.name} "
+            f"belongs to {port.fme.name}, whose region is {view.interface_id}"
+        )
+    programmer = make_programmer(settings)  # a dry run, too, checks that it can program
+    outcome = ensure_port(
+        Assignment(Request(REQUEST_NAME, interface_id, afu_id), port),
+        None if settings.dry_run else programmer,
+        settings,
+        force=force,
+        bitstream_file=StoreEntry(path, kind),
+    )
+    return ManualResult(port, afu_id, outcome)
+
+
+def find_port(device: str, settings: Settings) -> Port:
+    """The port a device path (mapped onto the devfs root) or a port name designates."""
+    if "/" in device:
+        node = settings.host_path(device)
+        if not os.path.exists(node):
+            raise DeviceError(f"{device} does not exist (looked for {node})")
+    name = os.path.basename(os.path.normpath(device))
+    port_dir = find_port_by_name(name, settings)
+    if port_dir is None:
+        raise DeviceError(
+            f"no FPGA port called {name} under {settings.sysfs}: "
+            "`fpga-crihook devices` lists the ports of this node"
+        )
+    return port_from_sysfs_dir(port_dir, settings)
+
+
+def summary(result: ManualResult, path: Path) -> str:
+    """One line for the operator."""
+    port = result.port.name
+    if result.outcome is Outcome.SKIPPED:
+        return f"{port} already holds AFU {result.afu_id}: left alone (--force programs it anyway)"
+    if result.outcome is Outcome.WOULD_PROGRAM:
+        return f"dry run: {port} would be programmed with {path} (AFU {result.afu_id})"
+    return f"{port} programmed with {path}: it now holds AFU {result.afu_id}"

@@ -1,0 +1,302 @@
+"""fpgaconf: the PCI address and file handed to OPAE's tool, and what its failures look like.
+
+A stand-in ``fpgaconf`` shell script records its arguments, copies the file
+it was given, and (unless told otherwise) emulates programming by writing
+the simulated port's ``afu_id``.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+from aocxfiles import aocx_bytes
+from conftest import AFU_1, AFU_2, AFU_3, REGION_A, RunHook, run_cli
+from simnode import (
+    SimNode,
+    SimPort,
+    add_card,
+    gbs_bytes,
+    state_json,
+    write_bundle,
+    write_gbs,
+)
+
+from fpga_crihook.bitstream import BitstreamKind, open_bitstream, parse_gbs
+from fpga_crihook.devices import Port, port_from_sysfs_dir
+from fpga_crihook.errors import ProgrammingError, SettingsError
+from fpga_crihook.fpgaconf import FpgaconfProgrammer
+from fpga_crihook.settings import ProgrammerKind, Settings
+
+
+class StandIn:
+    """A fake fpgaconf in *directory* and the files it leaves behind."""
+
+    def __init__(self, directory: Path, afu_file: Path | None, exit_status: int = 0) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "fpgaconf"
+        self.args_file = directory / "args"
+        self.copy = directory / "copy.gbs"
+        self.mode_file = directory / "mode"
+        program = afu_file is not None and exit_status == 0
+        self.path.write_text(
+            "#!/bin/sh\n"
+            f"printf '%s\\n' \"$@\" > {self.args_file}\n"
+            'for last in "$@"; do :; done\n'
+            f'cp "$last" {self.copy}\n'
+            f'stat -c %a "$last" > {self.mode_file}\n'
+            'echo "Reading bitstream"\n'
+            + (f"echo {AFU_2} > {afu_file}\n" if program else "")
+            + (
+                f'echo "Error writing bitstream to FPGA: busy" >&2\nexit {exit_status}\n'
+                if exit_status
+                else ""
+            )
+        )
+        self.path.chmod(0o755)
+
+    def argv(self) -> list[str]:
+        return self.args_file.read_text().splitlines()
+
+
+def _port(node: SimNode, pci_address: str = "0000:5e:00.0") -> tuple[Port, SimPort]:
+    card = add_card(
+        node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1], pci_address=pci_address
+    )
+    settings = Settings(sysfs=node.sysfs, devfs=node.devfs)
+    return port_from_sysfs_dir(card.ports[0].sysfs_dir, settings), card.ports[0]
+
+
+def _settings(node: SimNode, stand_in: StandIn, timeout: float = 30.0) -> Settings:
+    return Settings(
+        sysfs=node.sysfs,
+        devfs=node.devfs,
+        programmer=ProgrammerKind.FPGACONF,
+        fpgaconf=str(stand_in.path),
+        fpgaconf_timeout=timeout,
+    )
+
+
+def test_fpgaconf_gets_the_pci_address_in_hex_and_the_store_file(
+    node: SimNode, tmp_path: Path
+) -> None:
+    port, sim_port = _port(node, pci_address="0001:af:1f.3")
+    gbs = write_gbs(node, REGION_A, AFU_2)
+    stand_in = StandIn(tmp_path / "bin", sim_port.afu_file)
+
+    with open_bitstream(gbs, BitstreamKind.GBS, node.store) as bitstream:
+        FpgaconfProgrammer(_settings(node, stand_in)).program(port, bitstream)
+
+    assert stand_in.argv() == [
+        "--segment",
+        "0x0001",
+        "-B",
+        "0xaf",
+        "-D",
+        "0x1f",
+        "-F",
+        "0x3",
+        str(gbs),
+    ]
+    assert sim_port.afu_id() == AFU_2
+
+
+def test_failing_fpgaconf_error_names_exit_status_and_output(node: SimNode, tmp_path: Path) -> None:
+    port, sim_port = _port(node)
+    gbs = write_gbs(node, REGION_A, AFU_2)
+    stand_in = StandIn(tmp_path / "bin", sim_port.afu_file, exit_status=3)
+
+    with (
+        open_bitstream(gbs, BitstreamKind.GBS, node.store) as bitstream,
+        pytest.raises(ProgrammingError) as caught,
+    ):
+        FpgaconfProgrammer(_settings(node, stand_in)).program(port, bitstream)
+
+    message = str(caught.value)
+    assert f"fpgaconf programming port dfl-port.0 with {gbs} failed with exit status 3" in message
+    assert message.endswith("Reading bitstream | Error writing bitstream to FPGA: busy")
+    assert "\n" not in message
+    assert sim_port.afu_id() == AFU_1
+
+
+def test_fpgaconf_output_in_the_error_is_bounded_to_the_last_lines(
+    node: SimNode, tmp_path: Path
+) -> None:
+    port, _ = _port(node)
+    gbs = write_gbs(node, REGION_A, AFU_2)
+    chatty = tmp_path / "fpgaconf"
+    chatty.write_text('#!/bin/sh\nfor i in $(seq 1 5000); do echo "line $i"; done\nexit 1\n')
+    chatty.chmod(0o755)
+    settings = Settings(sysfs=node.sysfs, fpgaconf=str(chatty))
+
+    with (
+        open_bitstream(gbs, BitstreamKind.GBS, node.store) as bitstream,
+        pytest.raises(ProgrammingError) as caught,
+    ):
+        FpgaconfProgrammer(settings).program(port, bitstream)
+
+    assert str(caught.value).endswith(": line 4996 | line 4997 | line 4998 | line 4999 | line 5000")
+
+
+def test_fpgaconf_that_hangs_is_killed_after_the_timeout(node: SimNode, tmp_path: Path) -> None:
+    port, _ = _port(node)
+    gbs = write_gbs(node, REGION_A, AFU_2)
+    sleeper = tmp_path / "fpgaconf"
+    sleeper.write_text("#!/bin/sh\necho starting\nexec sleep 30\n")
+    sleeper.chmod(0o755)
+    settings = Settings(sysfs=node.sysfs, fpgaconf=str(sleeper), fpgaconf_timeout=0.5)
+
+    with (
+        open_bitstream(gbs, BitstreamKind.GBS, node.store) as bitstream,
+        pytest.raises(
+            ProgrammingError, match=r"did not finish within 0\.5 s and was killed: starting"
+        ),
+    ):
+        FpgaconfProgrammer(settings).program(port, bitstream)
+
+
+def test_missing_fpgaconf_path_is_a_clear_settings_error(node: SimNode) -> None:
+    with pytest.raises(SettingsError, match="/nowhere/fpgaconf, which is not an executable file"):
+        FpgaconfProgrammer(Settings(sysfs=node.sysfs, fpgaconf="/nowhere/fpgaconf"))
+
+
+def test_fpgaconf_not_on_path_is_a_clear_settings_error(
+    node: SimNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    with pytest.raises(SettingsError, match="'fpgaconf', which is not on PATH"):
+        FpgaconfProgrammer(Settings(sysfs=node.sysfs))
+
+
+def test_fpgaconf_is_found_on_path(
+    node: SimNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, sim_port = _port(node)
+    gbs = write_gbs(node, REGION_A, AFU_2)
+    stand_in = StandIn(tmp_path / "bin", sim_port.afu_file)
+    monkeypatch.setenv("PATH", str(stand_in.path.parent))
+
+    with open_bitstream(gbs, BitstreamKind.GBS, node.store) as bitstream:
+        FpgaconfProgrammer(Settings(sysfs=node.sysfs)).program(port, bitstream)
+
+    assert stand_in.argv()[-1] == str(gbs)
+
+
+def _hook_world(node: SimNode, tmp_path: Path, request_afu: str) -> tuple[str, SimPort]:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    bundle = write_bundle(
+        tmp_path / "bundle",
+        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={request_afu}"],
+        devices=[card.ports[0].device()],
+    )
+    return state_json(bundle), card.ports[0]
+
+
+def _hook_env(stand_in: StandIn, tmp_dir: Path) -> dict[str, str]:
+    return {
+        "FPGA_CRIHOOK_PROGRAMMER": "fpgaconf",
+        "FPGA_CRIHOOK_FPGACONF": str(stand_in.path),
+        "TMPDIR": str(tmp_dir),
+    }
+
+
+def test_hook_programs_through_fpgaconf_and_verifies(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    state, sim_port = _hook_world(node, tmp_path, AFU_2)
+    gbs = write_gbs(node, REGION_A, AFU_2)
+    stand_in = StandIn(tmp_path / "bin", sim_port.afu_file)
+
+    result = run_hook(node, state, **_hook_env(stand_in, tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    assert sim_port.afu_id() == AFU_2
+    assert stand_in.argv()[-1] == str(gbs)
+    assert stand_in.copy.read_bytes() == gbs.read_bytes()
+
+
+def test_fpgaconf_that_exits_0_without_programming_is_caught_by_verification(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    state, sim_port = _hook_world(node, tmp_path, AFU_2)
+    write_gbs(node, REGION_A, AFU_2)
+    stand_in = StandIn(tmp_path / "bin", afu_file=None)
+
+    result = run_hook(node, state, **_hook_env(stand_in, tmp_path))
+
+    assert result.returncode == 1
+    error = json.loads(result.stderr.splitlines()[-1])["error"]
+    assert f"port dfl-port.0 reports AFU {AFU_1} after programming" in error
+    assert f"not {AFU_2}" in error
+    assert stand_in.argv()  # fpgaconf did run: verification, not the call, caught it
+    assert sim_port.afu_id() == AFU_1
+
+
+def test_hook_with_missing_fpgaconf_fails_with_a_clear_error(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    state, sim_port = _hook_world(node, tmp_path, AFU_2)
+    write_gbs(node, REGION_A, AFU_2)
+
+    result = run_hook(
+        node,
+        state,
+        FPGA_CRIHOOK_PROGRAMMER="fpgaconf",
+        FPGA_CRIHOOK_FPGACONF=str(tmp_path / "missing"),
+    )
+
+    assert result.returncode == 1
+    assert "which is not an executable file" in json.loads(result.stderr.splitlines()[-1])["error"]
+    assert sim_port.afu_id() == AFU_1
+
+
+def test_aocx_through_fpgaconf_gets_a_private_temporary_gbs_removed_afterwards(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    state, sim_port = _hook_world(node, tmp_path, AFU_3)
+    embedded = gbs_bytes(REGION_A, AFU_2, raw=b"\x5a" * 8192, name="opencl_bsp")
+    aocx = node.store / REGION_A / f"{AFU_3}.aocx"
+    aocx.parent.mkdir(parents=True)
+    aocx.write_bytes(aocx_bytes(embedded))
+    stand_in = StandIn(tmp_path / "bin", sim_port.afu_file)
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+
+    result = run_hook(node, state, **_hook_env(stand_in, private_tmp))
+
+    assert result.returncode == 0, result.stderr
+    assert sim_port.afu_id() == AFU_2  # the embedded GBS's accelerator-type-uuid
+    handed = Path(stand_in.argv()[-1])
+    assert handed.parent == private_tmp
+    assert handed.suffix == ".gbs"
+    assert not handed.exists()
+    assert list(private_tmp.iterdir()) == []
+    assert stand_in.mode_file.read_text().strip() == "600"
+    with memoryview(bytearray(stand_in.copy.read_bytes())) as copy:
+        handed_gbs = parse_gbs(copy, handed)
+        assert (handed_gbs.interface_id, handed_gbs.afu_id) == (REGION_A, AFU_2)
+        assert bytes(handed_gbs.raw) == b"\x5a" * 8192
+        handed_gbs.raw.release()
+
+
+def test_fpgaconf_timeout_is_read_from_its_environment_variable(
+    node: SimNode, tmp_path: Path
+) -> None:
+    """FPGA_CRIHOOK_FPGACONF_TIMEOUT reaches the programmer through the CLI group."""
+    state, sim_port = _hook_world(node, tmp_path, AFU_2)
+    write_gbs(node, REGION_A, AFU_2)
+    sleeper = tmp_path / "fpgaconf"
+    sleeper.write_text("#!/bin/sh\nexec sleep 30\n")
+    sleeper.chmod(0o755)
+    env = node.env(
+        FPGA_CRIHOOK_PROGRAMMER="fpgaconf",
+        FPGA_CRIHOOK_FPGACONF=str(sleeper),
+        FPGA_CRIHOOK_FPGACONF_TIMEOUT="0.5",
+    )
+
+    result = run_cli(["prestart"], env, state)
+
+    assert result.returncode == 1
+    error = json.loads(result.stderr.splitlines()[-1])["error"]
+    assert "did not finish within 0.5 s and was killed and printed nothing" in error
+    assert sim_port.afu_id() == AFU_1

@@ -1,0 +1,147 @@
+"""inventory: every card of both drivers, its health, and the device plugin's resource names."""
+
+import base64
+import errno
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import AFU_1, AFU_2, REGION_A, REGION_B
+from simnode import SimNode, add_card
+
+from fpga_crihook import inventory, sysfs
+from fpga_crihook.devices import Driver
+from fpga_crihook.ids import UNHEALTHY_ID
+from fpga_crihook.inventory import Health, af_resource, region_resource, scan
+from fpga_crihook.settings import Settings
+
+
+def _settings(node: SimNode, busy_timeout: float = 0.0) -> Settings:
+    return Settings(sysfs=node.sysfs, devfs=node.devfs, busy_timeout=busy_timeout)
+
+
+def test_cards_of_both_drivers_are_found_with_their_ports(node: SimNode) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1, AFU_2])
+    add_card(
+        node, "opae", index=0, interface_id=REGION_B, afu_ids=[AFU_2], pci_address="0000:3b:00.0"
+    )
+
+    dfl, opae = scan(_settings(node))
+
+    assert (dfl.driver, dfl.name, dfl.pci_address) == (Driver.DFL, "region0", "0000:5e:00.0")
+    assert dfl.fme is not None
+    assert (dfl.fme.name, dfl.fme.device_node) == ("dfl-fme.0", node.devfs / "dfl-fme.0")
+    assert dfl.fme.interface.value == REGION_A
+    assert [(p.name, p.port_id, p.afu.value, p.health) for p in dfl.ports] == [
+        ("dfl-port.0", 0, AFU_1, Health.HEALTHY),
+        ("dfl-port.1", 1, AFU_2, Health.HEALTHY),
+    ]
+    assert dfl.ports[1].device_node == node.devfs / "dfl-port.1"
+    assert (opae.driver, opae.pci_address) == (Driver.OPAE, "0000:3b:00.0")
+    assert opae.fme is not None
+    assert opae.fme.interface.value == REGION_B
+    assert [(p.name, p.afu.value) for p in opae.ports] == [("intel-fpga-port.0", AFU_2)]
+
+
+def test_ports_are_listed_in_numeric_order(node: SimNode) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1] * 11)
+
+    [card] = scan(_settings(node))
+
+    assert [port.name for port in card.ports][-3:] == ["dfl-port.8", "dfl-port.9", "dfl-port.10"]
+
+
+def test_fme_pr_region_in_the_class_dir_is_not_a_card(node: SimNode) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    # The real DFL driver lists the FME's own PR region in class/fpga_region too.
+    pr_region = card.interface_file.parent
+    (node.sysfs / "class" / "fpga_region" / "region100").symlink_to(pr_region)
+
+    assert [found.name for found in scan(_settings(node))] == ["region0"]
+
+
+def test_no_driver_directories_means_no_cards(node: SimNode) -> None:
+    assert scan(_settings(node)) == []
+
+
+def test_all_ones_afu_makes_the_port_unhealthy_without_af_resource(node: SimNode) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[UNHEALTHY_ID, AFU_1])
+
+    [card] = scan(_settings(node))
+
+    crashed, fine = card.ports
+    assert (crashed.health, crashed.af_resource) == (Health.UNHEALTHY, None)
+    assert fine.health is Health.HEALTHY
+    assert fine.af_resource == af_resource(REGION_A, AFU_1)
+
+
+def test_all_ones_interface_makes_every_port_unhealthy(node: SimNode) -> None:
+    add_card(node, "opae", index=0, interface_id=UNHEALTHY_ID, afu_ids=[AFU_1])
+
+    [card] = scan(_settings(node))
+
+    assert card.fme is not None
+    assert card.fme.interface.health is Health.UNHEALTHY
+    assert card.region_resource is None
+    assert [(port.health, port.af_resource) for port in card.ports] == [(Health.UNHEALTHY, None)]
+
+
+def test_port_that_stays_busy_is_reported_busy(
+    node: SimNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1, AFU_2])
+    busy_file = card.ports[0].afu_file
+    real_read = sysfs._read_raw
+
+    def read(path: Path) -> bytes:
+        if path == busy_file:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        return real_read(path)
+
+    monkeypatch.setattr(sysfs, "_read_raw", read)
+
+    [found] = scan(_settings(node, busy_timeout=0.05))
+
+    busy, other = found.ports
+    assert busy.health is Health.BUSY
+    assert busy.afu.problem is not None
+    assert "stayed busy (EBUSY)" in busy.afu.problem
+    assert other.health is Health.HEALTHY
+
+
+def test_unreadable_afu_id_is_reported_with_its_reason(node: SimNode) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    card.ports[0].afu_file.write_text("not-an-id\n")
+
+    [found] = scan(_settings(node))
+
+    [port] = found.ports
+    assert port.health is Health.UNREADABLE
+    assert port.afu.problem is not None
+    assert "'not-an-id' is not a 32-hex-digit ID" in port.afu.problem
+
+
+def test_card_without_fme_is_reported_not_skipped(node: SimNode) -> None:
+    card = add_card(node, "opae", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    shutil.rmtree(card.fme_dir)
+
+    [found] = scan(_settings(node))
+
+    assert found.fme is None
+    assert found.problem is not None
+    assert "expected one intel-fpga-fme.N" in found.problem
+    assert [port.health for port in found.ports] == [Health.UNREADABLE]
+
+
+def test_region_resource_is_the_plain_interface_id() -> None:
+    assert region_resource(REGION_A) == f"fpga.intel.com/region-{REGION_A}"
+
+
+def test_af_resource_encodes_both_ids_in_unpadded_url_safe_base64() -> None:
+    name = af_resource(REGION_A, AFU_1)
+
+    assert name == "fpga.intel.com/af-ce4.d84.zkiWk5jwXzOUbVYHCL4QithCTcSko8QT-J5DNoP5BAs"
+    encoded = name.rsplit(".", 1)[1]
+    assert "=" not in encoded
+    assert base64.urlsafe_b64decode(encoded + "=") == bytes.fromhex(REGION_A + AFU_1)
+    assert len(name.split("/", 1)[1]) <= inventory.MAX_RESOURCE_NAME
