@@ -15,8 +15,8 @@ import mmap
 import os
 import stat
 import struct
+import sys
 from collections.abc import Iterator, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -211,6 +211,11 @@ def parse_metadata(raw: bytes, source: Path) -> GbsMetadata:
         raise BitstreamError(f"{source}: the GBS metadata is not JSON: {error.msg}") from None
     except RecursionError:
         raise BitstreamError(f"{source}: the GBS metadata is nested too deeply") from None
+    except ValueError:  # an integer literal longer than Python converts
+        raise BitstreamError(
+            f"{source}: the GBS metadata holds a number of more than "
+            f"{sys.get_int_max_str_digits()} digits"
+        ) from None
     _validate_against_schema(document, source)
     image = document["afu-image"]
     clusters = image["accelerator-clusters"]
@@ -226,10 +231,11 @@ def parse_metadata(raw: bytes, source: Path) -> GbsMetadata:
 def open_regular_file(path: Path, store: Path | None) -> int:
     """Open *path* read-only, refusing anything but a regular file (and, with *store*,
     anything that resolves outside the store)."""
-    if store is not None and not is_within(path, store):
+    real_path = os.path.realpath(path)  # resolved once: what is checked is what is opened
+    if store is not None and not is_within(Path(real_path), store):
         raise BitstreamError(f"{path} resolves outside the bitstream store {store}: refusing it")
     try:
-        fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(real_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError as error:
         raise BitstreamError(f"cannot open {path}: {error.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -258,6 +264,8 @@ def _validate_against_schema(document: Any, source: Path) -> None:
 
 @functools.cache
 def _metadata_validator() -> "Validator":
+    from importlib import resources  # noqa: PLC0415 (it imports tempfile, shutil, bz2, lzma)
+
     from jsonschema import Draft202012Validator  # noqa: PLC0415
 
     schema = json.loads(

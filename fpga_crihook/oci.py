@@ -6,11 +6,17 @@ echo the input: config.json carries the container's environment, which may
 hold secrets.
 """
 
+import dataclasses
 import json
+import os
+import stat
+import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
-import pydantic
+from pydantic_core import SchemaValidator, ValidationError
+from pydantic_core import core_schema as schema
 
 from fpga_crihook.errors import InputError
 
@@ -22,26 +28,14 @@ POD_NAME_ANNOTATION = "io.kubernetes.pod.name"
 MAX_STATE_BYTES = 1 << 20
 MAX_CONFIG_BYTES = 16 << 20
 
-_ModelT = TypeVar("_ModelT", bound=pydantic.BaseModel)
 
-_FROZEN = pydantic.ConfigDict(frozen=True, extra="ignore", strict=True)
-
-
-class State(pydantic.BaseModel):
+@dataclasses.dataclass(frozen=True)
+class State:
     """The container state the runtime writes to the hook's stdin."""
 
-    model_config = _FROZEN
-
-    id: str = ""
     bundle: str
-    annotations: dict[str, str] = pydantic.Field(default_factory=dict)
-
-    @pydantic.field_validator("bundle")
-    @classmethod
-    def _bundle_is_absolute(cls, bundle: str) -> str:
-        if not bundle.startswith("/"):
-            raise ValueError("must be an absolute path")
-        return bundle
+    id: str = ""
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def is_fpga_region_container(self) -> bool:
@@ -49,10 +43,9 @@ class State(pydantic.BaseModel):
         return self.annotations.get(MODE_ANNOTATION) in REGION_MODES
 
 
-class Device(pydantic.BaseModel):
+@dataclasses.dataclass(frozen=True)
+class Device:
     """One ``linux.devices`` entry."""
-
-    model_config = _FROZEN
 
     path: str
     type: str = ""
@@ -60,35 +53,61 @@ class Device(pydantic.BaseModel):
     minor: int | None = None
 
 
-class _Process(pydantic.BaseModel):
-    model_config = _FROZEN
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """What the hook reads of the OCI runtime config (each empty when absent)."""
 
-    env: list[str] | None = None
-
-
-class _Linux(pydantic.BaseModel):
-    model_config = _FROZEN
-
-    devices: list[Device] | None = None
+    env: list[str] = dataclasses.field(default_factory=list)  # process.env
+    devices: list[Device] = dataclasses.field(default_factory=list)  # linux.devices
 
 
-class RuntimeConfig(pydantic.BaseModel):
-    """What the hook reads of the OCI runtime config."""
+# The documents are validated by pydantic's core with the schemas below rather
+# than by pydantic.BaseModel classes: importing and building models would cost
+# every container start tens of milliseconds (``make bench``, rows skip and noop).
+# Strict: no coercion ("511" is not a major number); unknown fields are ignored.
 
-    model_config = _FROZEN
 
-    process: _Process | None = None
-    linux: _Linux | None = None
+def _optional(inner: schema.CoreSchema, default: Any = None) -> schema.TypedDictField:
+    return schema.typed_dict_field(
+        schema.with_default_schema(inner, default=default), required=False
+    )
 
-    @property
-    def env(self) -> list[str]:
-        """``process.env``, empty when absent."""
-        return list(self.process.env or ()) if self.process else []
 
-    @property
-    def devices(self) -> list[Device]:
-        """``linux.devices``, empty when absent."""
-        return list(self.linux.devices or ()) if self.linux else []
+def _object(**fields: schema.TypedDictField) -> schema.TypedDictSchema:
+    return schema.typed_dict_schema(fields, extra_behavior="ignore", strict=True)
+
+
+def _list(item: schema.CoreSchema) -> schema.NullableSchema:
+    return schema.nullable_schema(schema.list_schema(item, strict=True))
+
+
+_TEXT = schema.str_schema(strict=True)
+_NUMBER = schema.nullable_schema(schema.int_schema(strict=True))
+_STATE = SchemaValidator(
+    _object(
+        id=_optional(_TEXT, ""),
+        bundle=schema.typed_dict_field(_TEXT),
+        annotations=schema.typed_dict_field(
+            schema.with_default_schema(
+                schema.dict_schema(_TEXT, _TEXT, strict=True), default_factory=dict
+            ),
+            required=False,
+        ),
+    )
+)
+_DEVICE = _object(
+    path=schema.typed_dict_field(_TEXT),
+    type=_optional(_TEXT, ""),
+    major=_optional(_NUMBER),
+    minor=_optional(_NUMBER),
+)
+_CONFIG = SchemaValidator(
+    _object(
+        process=_optional(schema.nullable_schema(_object(env=_optional(_list(_TEXT))))),
+        linux=_optional(schema.nullable_schema(_object(devices=_optional(_list(_DEVICE))))),
+    )
+)
+_DEVICE_ENTRY = SchemaValidator(_DEVICE)
 
 
 def read_state(stream: BinaryIO) -> State:
@@ -98,9 +117,10 @@ def read_state(stream: BinaryIO) -> State:
 
 def parse_state(raw: bytes) -> State:
     """Parse the state JSON; the bundle must be an existing directory."""
-    state = _validate(
-        State, _load_json(raw, "the container state on stdin"), "the container state on stdin"
-    )
+    source = "the container state on stdin"
+    state = State(**_validate(_STATE, _load_json(raw, source), source))
+    if not state.bundle.startswith("/"):
+        raise InputError(f"{source}: field 'bundle': must be an absolute path")
     if not Path(state.bundle).is_dir():
         raise InputError(
             f"the container state's field 'bundle': {state.bundle!r} is not an existing directory"
@@ -112,7 +132,10 @@ def load_config(bundle: Path) -> RuntimeConfig:
     """Read and parse ``<bundle>/config.json``."""
     path = bundle / "config.json"
     try:
-        with path.open("rb") as stream:
+        # O_NONBLOCK: a FIFO in place of the file must fail, not hang the hook.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK), "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise InputError(f"{path} is not a regular file")
             raw = _read_bounded(stream, MAX_CONFIG_BYTES, str(path))
     except FileNotFoundError:
         raise InputError(f"{path} does not exist: the bundle has no OCI runtime config") from None
@@ -123,7 +146,18 @@ def load_config(bundle: Path) -> RuntimeConfig:
 
 def parse_config(raw: bytes, source: str = "config.json") -> RuntimeConfig:
     """Parse an OCI runtime config, keeping only ``process.env`` and ``linux.devices``."""
-    return _validate(RuntimeConfig, _load_json(raw, source), source)
+    document = _validate(_CONFIG, _load_json(raw, source), source)
+    process = document["process"] or {}
+    linux = document["linux"] or {}
+    return RuntimeConfig(
+        env=process.get("env") or [],
+        devices=[Device(**device) for device in linux.get("devices") or ()],
+    )
+
+
+def parse_device(document: Any, source: str = "a linux.devices entry") -> Device:
+    """Parse one ``linux.devices`` entry (as the runtime writes it)."""
+    return Device(**_validate(_DEVICE_ENTRY, document, source))
 
 
 def _read_bounded(stream: BinaryIO, limit: int, source: str) -> bytes:
@@ -146,14 +180,20 @@ def _load_json(raw: bytes, source: str) -> Any:
         ) from None
     except RecursionError:
         raise InputError(f"{source} is not valid JSON: nested too deeply") from None
+    except ValueError:  # an integer literal longer than Python converts
+        raise InputError(
+            f"{source} is not valid JSON for this hook: it holds a number of more than "
+            f"{sys.get_int_max_str_digits()} digits"
+        ) from None
 
 
-def _validate(model: type[_ModelT], document: Any, source: str) -> _ModelT:
+def _validate(validator: SchemaValidator, document: Any, source: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InputError(f"{source} must be a JSON object")
     try:
-        return model.model_validate(document)
-    except pydantic.ValidationError as error:
+        valid: dict[str, Any] = validator.validate_python(document)
+    except ValidationError as error:
         first = error.errors(include_input=False, include_url=False)[0]
         field = ".".join(str(part) for part in first["loc"]) or "(top level)"
         raise InputError(f"{source}: field {field!r}: {first['msg']}") from None
+    return valid

@@ -9,7 +9,7 @@ from simnode import SimNode, add_card
 
 from fpga_crihook.devices import Driver, resolve_ports
 from fpga_crihook.errors import DeviceError
-from fpga_crihook.oci import Device
+from fpga_crihook.oci import Device, parse_device
 from fpga_crihook.settings import Settings
 
 
@@ -25,7 +25,7 @@ def test_port_is_found_by_device_numbers_with_its_fme(
     node: SimNode, driver: str, port_name: str, fme_name: str
 ) -> None:
     card = add_card(node, driver, index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-    device = Device.model_validate(card.ports[0].device("/dev/whatever-in-container"))
+    device = parse_device(card.ports[0].device("/dev/whatever-in-container"))
 
     [port] = resolve_ports([device], _settings(node))
 
@@ -51,7 +51,7 @@ def test_port_is_found_by_name_when_numbers_are_absent(node: SimNode) -> None:
 def test_port_found_by_name_must_have_the_given_numbers(node: SimNode) -> None:
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
     os.unlink(node.sysfs / "dev" / "char" / "511:0")
-    device = Device.model_validate(card.ports[0].device() | {"minor": 7})
+    device = parse_device(card.ports[0].device() | {"minor": 7})
     with pytest.raises(DeviceError, match="refusing to guess"):
         resolve_ports([device], _settings(node))
 
@@ -61,8 +61,8 @@ def test_other_devices_are_ignored(node: SimNode) -> None:
     devices = [
         Device(path="/dev/null", type="c", major=1, minor=3),
         Device(path="/dev/fuse"),
-        Device.model_validate(card.ports[0].device()),
-        Device.model_validate(card.ports[0].device("/dev/again")),
+        parse_device(card.ports[0].device()),
+        parse_device(card.ports[0].device("/dev/again")),
     ]
     assert [port.name for port in resolve_ports(devices, _settings(node))] == ["dfl-port.0"]
 
@@ -81,7 +81,7 @@ def test_a_missing_port_name_is_an_error(node: SimNode) -> None:
 
 def test_two_ports_share_one_fme(node: SimNode) -> None:
     card = add_card(node, "dfl", index=1, interface_id=REGION_B, afu_ids=[AFU_1, AFU_1])
-    devices = [Device.model_validate(port.device()) for port in card.ports]
+    devices = [parse_device(port.device()) for port in card.ports]
     ports = resolve_ports(devices, _settings(node))
     assert [port.name for port in ports] == ["dfl-port.0", "dfl-port.1"]
     assert ports[0].fme == ports[1].fme
@@ -103,7 +103,7 @@ def test_dev_char_link_out_of_sysfs_is_refused(node: SimNode, tmp_path: Path) ->
 def test_fme_without_interface_id_is_an_error(node: SimNode) -> None:
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
     card.interface_file.unlink()
-    [port] = resolve_ports([Device.model_validate(card.ports[0].device())], _settings(node))
+    [port] = resolve_ports([parse_device(card.ports[0].device())], _settings(node))
     with pytest.raises(DeviceError, match="expected one region interface ID"):
         port.fme.read_interface_id(0)
 
@@ -112,11 +112,11 @@ def test_port_without_a_single_fme_beside_it_is_an_error(node: SimNode) -> None:
     card = add_card(node, "opae", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
     (card.fme_dir.parent / "intel-fpga-fme.9").mkdir()
     with pytest.raises(DeviceError, match="expected one intel-fpga-fme.N"):
-        resolve_ports([Device.model_validate(card.ports[0].device())], _settings(node))
+        resolve_ports([parse_device(card.ports[0].device())], _settings(node))
 
 
 def test_garbage_in_afu_id_is_a_device_error(node: SimNode) -> None:
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=["not-an-id"])
-    [port] = resolve_ports([Device.model_validate(card.ports[0].device())], _settings(node))
+    [port] = resolve_ports([parse_device(card.ports[0].device())], _settings(node))
     with pytest.raises(DeviceError, match="afu_id: 'not-an-id' is not a 32-hex-digit ID"):
         port.read_afu_id(0)
