@@ -6,7 +6,6 @@ bitstream in the (mapped) file. ``sim`` does every step but the kernel call
 and writes the new AFU ID into the simulated sysfs tree.
 """
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -89,6 +88,8 @@ class IoctlProgrammer:
             os.close(fd)
 
     def _call(self, fd: int, port: Port, port_id: int, bitstream: Bitstream) -> None:
+        import ctypes  # noqa: PLC0415 (2 ms at every start otherwise; only this path needs it)
+
         buffer = (ctypes.c_char * len(bitstream.raw)).from_buffer(bitstream.raw)
         try:
             request, argument = port_pr_request(
@@ -117,9 +118,14 @@ class SimProgrammer:
         os.close(_open_fme(port, bitstream))
         checksum = zlib.crc32(bitstream.raw)  # touches every byte once, as the kernel would
         afu_file = port.sysfs_dir / "afu_id"
+        staged = afu_file.with_name(f".afu_id.{os.getpid()}")
         try:
-            afu_file.write_text(bitstream.afu_id + "\n", encoding="ascii")
+            staged.write_text(bitstream.afu_id + "\n", encoding="ascii")
+            # Other hooks read afu_id without the FME lock: show them the old or the
+            # new ID, as the kernel does, never a truncated file.
+            os.replace(staged, afu_file)
         except OSError as error:
+            staged.unlink(missing_ok=True)
             raise ProgrammingError(
                 f"sim programmer: cannot write {afu_file}: {error.strerror}"
             ) from None
