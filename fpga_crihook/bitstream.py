@@ -9,23 +9,18 @@ dry run or a metadata check never touches the raw bytes at all.
 import contextlib
 import dataclasses
 import enum
-import functools
-import json
 import mmap
 import os
 import stat
 import struct
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+from fpga_crihook import jsondocs
 from fpga_crihook.errors import BitstreamError
 from fpga_crihook.ids import InvalidIdError, canonical_id
 from fpga_crihook.sysfs import is_within
-
-if TYPE_CHECKING:
-    from jsonschema.protocols import Validator
 
 GBS_MAGIC = b"XeonFPGA\xb7GBSv001"
 ELF_MAGIC = b"\x7fELF"
@@ -204,18 +199,9 @@ def parse_gbs(view: memoryview, source: Path) -> Bitstream:
 def parse_metadata(raw: bytes, source: Path) -> GbsMetadata:
     """Decode, validate (JSON Schema shipped in the package) and extract the IDs."""
     try:
-        document = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise BitstreamError(f"{source}: the GBS metadata is not UTF-8") from None
-    except json.JSONDecodeError as error:
-        raise BitstreamError(f"{source}: the GBS metadata is not JSON: {error.msg}") from None
-    except RecursionError:
-        raise BitstreamError(f"{source}: the GBS metadata is nested too deeply") from None
-    except ValueError:  # an integer literal longer than Python converts
-        raise BitstreamError(
-            f"{source}: the GBS metadata holds a number of more than "
-            f"{sys.get_int_max_str_digits()} digits"
-        ) from None
+        document = jsondocs.decode(raw)
+    except jsondocs.JsonProblem as problem:
+        raise BitstreamError(f"{source}: the GBS metadata {problem}") from None
     _validate_against_schema(document, source)
     image = document["afu-image"]
     clusters = image["accelerator-clusters"]
@@ -254,26 +240,12 @@ def _metadata_id(value: str, source: Path) -> str:
 def _validate_against_schema(document: Any, source: Path) -> None:
     from jsonschema.exceptions import best_match  # noqa: PLC0415 (only when a file is checked)
 
-    error = best_match(_metadata_validator().iter_errors(document))
+    error = best_match(jsondocs.schema_validator("gbs-metadata").iter_errors(document))
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "top level"
         raise BitstreamError(
             f"{source}: the GBS metadata breaks the schema at {where}: {_shorten(error.message)}"
         )
-
-
-@functools.cache
-def _metadata_validator() -> "Validator":
-    from importlib import resources  # noqa: PLC0415 (it imports tempfile, shutil, bz2, lzma)
-
-    from jsonschema import Draft202012Validator  # noqa: PLC0415
-
-    schema = json.loads(
-        resources.files("fpga_crihook")
-        .joinpath("schemas/gbs-metadata.schema.json")
-        .read_text(encoding="utf-8")
-    )
-    return Draft202012Validator(schema)
 
 
 def _shorten(text: str, limit: int = 200) -> str:

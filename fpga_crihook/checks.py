@@ -10,22 +10,17 @@ readable bitstream store. Every finding is one line.
 """
 
 import enum
-import functools
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-from fpga_crihook import inventory
+from fpga_crihook import inventory, jsondocs
 from fpga_crihook.devices import Driver
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
 from fpga_crihook.settings import Settings
-
-if TYPE_CHECKING:
-    from jsonschema.protocols import Validator
 
 EARLY_STAGES = ("prestart", "createRuntime")  # run before the container's process
 HOOK_COMMANDS = ("prestart", "createRuntime")
@@ -68,11 +63,11 @@ def has_errors(findings: list[Finding]) -> bool:
 def check_hooks_file(path: Path) -> list[Finding]:
     """Findings for one hooks.d file."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = jsondocs.decode(path.read_bytes())
     except OSError as error:
         return [Finding(Level.ERROR, f"{path}: cannot read it: {error.strerror}")]
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        return [Finding(Level.ERROR, f"{path}: not a JSON file: {error}")]
+    except jsondocs.JsonProblem as problem:
+        return [Finding(Level.ERROR, f"{path} {problem}")]
     schema_errors = [Finding(Level.ERROR, f"{path}: {text}") for text in _schema_errors(document)]
     if schema_errors:
         return schema_errors  # the checks below rely on the format's shape
@@ -98,7 +93,9 @@ def check_node(settings: Settings) -> list[Finding]:
 
 
 def _schema_errors(document: Any) -> Iterator[str]:
-    for error in sorted(_hooks_validator().iter_errors(document), key=lambda e: list(e.path)):
+    for error in sorted(
+        jsondocs.schema_validator("hooks-1.0.0").iter_errors(document), key=lambda e: list(e.path)
+    ):
         where = "/".join(str(part) for part in error.absolute_path) or "top level"
         yield f"breaks the hooks.d 1.0.0 format at {where}: {error.message}"
 
@@ -227,15 +224,3 @@ def _search(regex: str, text: str) -> bool:
         return re.search(regex, text) is not None
     except re.error:
         return False  # reported by the regex findings
-
-
-@functools.cache
-def _hooks_validator() -> "Validator":
-    from jsonschema import Draft202012Validator  # noqa: PLC0415 (only when a file is checked)
-
-    schema = json.loads(
-        resources.files("fpga_crihook")
-        .joinpath("schemas/hooks-1.0.0.schema.json")
-        .read_text(encoding="utf-8")
-    )
-    return Draft202012Validator(schema)

@@ -7,10 +7,8 @@ hold secrets.
 """
 
 import dataclasses
-import json
 import os
 import stat
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -18,6 +16,7 @@ from typing import Any, BinaryIO
 from pydantic_core import SchemaValidator, ValidationError
 from pydantic_core import core_schema as schema
 
+from fpga_crihook import jsondocs
 from fpga_crihook.errors import InputError
 
 MODE_ANNOTATION = "com.intel.fpga.mode"
@@ -169,22 +168,9 @@ def _read_bounded(stream: BinaryIO, limit: int, source: str) -> bytes:
 
 def _load_json(raw: bytes, source: str) -> Any:
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InputError(f"{source} is not UTF-8 (byte {error.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(
-            f"{source} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        ) from None
-    except RecursionError:
-        raise InputError(f"{source} is not valid JSON: nested too deeply") from None
-    except ValueError:  # an integer literal longer than Python converts
-        raise InputError(
-            f"{source} is not valid JSON for this hook: it holds a number of more than "
-            f"{sys.get_int_max_str_digits()} digits"
-        ) from None
+        return jsondocs.decode(raw)
+    except jsondocs.JsonProblem as problem:
+        raise InputError(f"{source} {problem}") from None
 
 
 def _validate(validator: SchemaValidator, document: Any, source: str) -> dict[str, Any]:

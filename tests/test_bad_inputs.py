@@ -391,7 +391,11 @@ CASES: list[tuple[str, Case, tuple[str, ...]]] = [
     ("gbs-length-zero", lambda w: w.gbs_file(_with_header_length(0, b"raw")), ("length is zero",)),
     ("gbs-length-past-end", lambda w: w.gbs_file(_with_header_length(500)), ("past the end",)),
     ("gbs-length-absurd", lambda w: w.gbs_file(_with_header_length(0xFFFFFFFF)), ("limit",)),
-    ("gbs-metadata-not-json", lambda w: w.gbs_file(_with_metadata(b"{version: 1}")), ("not json",)),
+    (
+        "gbs-metadata-not-json",
+        lambda w: w.gbs_file(_with_metadata(b"{version: 1}")),
+        ("metadata is not valid json",),
+    ),
     ("gbs-metadata-not-utf8", lambda w: w.gbs_file(_with_metadata(b'{"\xff": 1}')), ("not utf-8",)),
     ("gbs-metadata-array", lambda w: w.gbs_file(_with_metadata(b"[1]")), ("breaks the schema",)),
     ("gbs-schema-no-afu-image", _schema_broken, ("breaks the schema", "afu-image")),

@@ -78,7 +78,7 @@ def _metadata(**image: object) -> dict[str, object]:
         (gbs_bytes(metadata=b"", raw=b"x"), "metadata length is zero"),
         (gbs_bytes(metadata=b"{}")[:-4096] + b"", "no raw bitstream"),
         (gbs_bytes(REGION_A, AFU_1)[:20] + b"{}", "runs past the end"),
-        (gbs_bytes(metadata=b"{not json"), "not JSON"),
+        (gbs_bytes(metadata=b"{not json"), "metadata is not valid JSON"),
         (gbs_bytes(metadata=b"\xff\xfe"), "not UTF-8"),
         (gbs_bytes(metadata=b"[1]"), "breaks the schema at top level"),
         (gbs_bytes(metadata={"version": 1}), "'afu-image' is a required property"),
