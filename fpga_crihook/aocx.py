@@ -47,6 +47,7 @@ MAX_TEXT_BYTES = 64 * 1024
 MAX_SECTIONS = 4096
 _GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_MIN_BYTES = 18  # 10-byte header + 8-byte trailer
+_MAX_DEFLATE_RATIO = 1032  # zlib's bound: deflate output never exceeds ~1032 x its input
 _CHUNK = 1 << 20
 _GZIP_WINDOW = 31  # zlib wbits for a gzip wrapper (header, CRC-32 and size checked)
 _SHF_COMPRESSED = 0x800
@@ -172,6 +173,11 @@ def _gunzip(mapping: mmap.mmap, section: slice, path: Path) -> bytearray:
         raise BitstreamError(
             f"{where} declares an uncompressed size of {declared} bytes, outside "
             f"the {GBS_HEADER.size + 1}..{MAX_GBS_BYTES} bytes a GBS can have"
+        )
+    if declared > length * _MAX_DEFLATE_RATIO:  # a corrupt trailer: refuse before allocating
+        raise BitstreamError(
+            f"{where} declares an uncompressed size of {declared} bytes, "
+            f"more than the {length} bytes of gzip data can hold"
         )
     image = bytearray(declared)
     inflater = zlib.decompressobj(wbits=_GZIP_WINDOW)

@@ -26,6 +26,9 @@ GBS_MAGIC = b"XeonFPGA\xb7GBSv001"
 ELF_MAGIC = b"\x7fELF"
 GBS_HEADER = struct.Struct("<16sI")  # magic, u32 metadata length (little endian)
 MAX_METADATA_BYTES = 1 << 20
+# buffer_size of the PR ioctl is a u32 (DESIGN.md section 5): no larger raw bitstream can be
+# programmed, and mapping a larger file could fail for lack of memory.
+MAX_GBS_FILE_BYTES = GBS_HEADER.size + MAX_METADATA_BYTES + 0xFFFFFFFF
 
 
 class BitstreamKind(enum.StrEnum):
@@ -147,6 +150,16 @@ def open_bitstream(path: Path, kind: BitstreamKind, store: Path | None) -> Itera
 
 @contextlib.contextmanager
 def _open_gbs_file(path: Path, store: Path | None) -> Iterator[Bitstream]:
+    with _map_file(path, store) as mapping, memoryview(mapping) as view:
+        bitstream = parse_gbs(view, path)
+        try:
+            yield dataclasses.replace(bitstream, gbs_path=path)
+        finally:
+            bitstream.raw.release()
+
+
+def _map_file(path: Path, store: Path | None) -> mmap.mmap:
+    """A private (copy-on-write) mapping of a GBS file of a size the kernel can take."""
     fd = open_regular_file(path, store)
     try:
         size = os.fstat(fd).st_size
@@ -155,15 +168,16 @@ def _open_gbs_file(path: Path, store: Path | None) -> Iterator[Bitstream]:
                 f"{path} is truncated: {size} bytes is shorter than the "
                 f"{GBS_HEADER.size}-byte GBS header"
             )
-        mapping = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
+        if size > MAX_GBS_FILE_BYTES:
+            raise BitstreamError(
+                f"{path} is {size} bytes: larger than any GBS the PR ioctl can "
+                f"take ({MAX_GBS_FILE_BYTES} bytes at most)"
+            )
+        return mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
+    except OSError as error:
+        raise BitstreamError(f"cannot map {path} into memory: {error.strerror}") from None
     finally:
         os.close(fd)
-    with mapping, memoryview(mapping) as view:
-        bitstream = parse_gbs(view, path)
-        try:
-            yield dataclasses.replace(bitstream, gbs_path=path)
-        finally:
-            bitstream.raw.release()
 
 
 def parse_gbs(view: memoryview, source: Path) -> Bitstream:

@@ -3,8 +3,9 @@
 A hooks.d file is checked against the 1.0.0 format (JSON Schema shipped in
 the package), then for what this hook needs: regexes that compile (Python's
 ``re`` standing in for Go's RE2), anchored, and matching both the current
-and the legacy value of the FPGA mode annotation (DESIGN.md section 1), a
-stage before the container's process starts, and an executable hook path.
+and the legacy value of the FPGA mode annotation (DESIGN.md section 1), no
+other condition that keeps it from running (the runtime ANDs them), a stage
+before the container's process starts, and an executable hook path.
 The node part looks for the drivers' cards, their FME device nodes and a
 readable bitstream store. Every finding is one line.
 """
@@ -23,6 +24,12 @@ from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
 from fpga_crihook.settings import Settings
 
 EARLY_STAGES = ("prestart", "createRuntime")  # run before the container's process
+# Settings the node checks use, by the variable a hooks.d ``env`` sets them with.
+NODE_SETTINGS = {
+    "FPGA_CRIHOOK_SYSFS": ("sysfs", "--sysfs"),
+    "FPGA_CRIHOOK_DEVFS": ("devfs", "--devfs"),
+    "FPGA_CRIHOOK_BITSTREAMS": ("bitstreams", "--bitstreams"),
+}
 HOOK_COMMANDS = ("prestart", "createRuntime")
 
 
@@ -51,7 +58,7 @@ def shipped_hooks_file() -> Path:
 
 def run_checks(hooks_files: list[Path], settings: Settings) -> list[Finding]:
     """Check each hooks.d file, then the node."""
-    findings = [finding for path in hooks_files for finding in check_hooks_file(path)]
+    findings = [finding for path in hooks_files for finding in check_hooks_file(path, settings)]
     return findings + check_node(settings)
 
 
@@ -60,8 +67,9 @@ def has_errors(findings: list[Finding]) -> bool:
     return any(finding.level is Level.ERROR for finding in findings)
 
 
-def check_hooks_file(path: Path) -> list[Finding]:
-    """Findings for one hooks.d file."""
+def check_hooks_file(path: Path, settings: Settings | None = None) -> list[Finding]:
+    """Findings for one hooks.d file; with *settings*, also where its ``env`` points
+    the hook elsewhere than the node checks look."""
     try:
         document = jsondocs.decode(path.read_bytes())
     except OSError as error:
@@ -73,9 +81,11 @@ def check_hooks_file(path: Path) -> list[Finding]:
         return schema_errors  # the checks below rely on the format's shape
     findings = [
         *_regex_findings(path, document["when"]),
+        *_condition_findings(path, document["when"]),
         *_mode_findings(path, document["when"].get("annotations", {})),
         *_stage_findings(path, document["stages"]),
         *_hook_findings(path, document["hook"]),
+        *_env_findings(path, document["hook"].get("env", []), settings),
     ]
     if not has_errors(findings):
         findings.append(Finding(Level.OK, f"{path}: valid hooks.d 1.0.0 file for fpga-crihook"))
@@ -123,6 +133,28 @@ def _regex_problems(path: Path, what: str, regex: str, anchored: bool) -> Iterat
         )
 
 
+def _condition_findings(path: Path, when: Mapping[str, Any]) -> Iterator[Finding]:
+    """The runtime ANDs the conditions; a false ``always`` or ``hasBindMounts`` never matches."""
+    for condition in ("always", "hasBindMounts"):
+        if when.get(condition) is False:
+            yield Finding(
+                Level.ERROR,
+                f"{path}: when.{condition} is false, which never matches: "
+                "the runtime would run the hook for no container",
+            )
+    narrowing = {
+        "hasBindMounts": "only for containers with bind mounts",
+        "commands": "only for containers whose process.args[0] matches when.commands",
+    }
+    for condition, effect in narrowing.items():
+        if when.get(condition):
+            yield Finding(
+                Level.WARNING,
+                f"{path}: when.{condition} is set, so the runtime runs the hook {effect}: "
+                "FPGA region containers without it start unprogrammed",
+            )
+
+
 def _mode_findings(path: Path, annotations: Mapping[str, str]) -> Iterator[Finding]:
     matching = {key: value for key, value in annotations.items() if _search(key, MODE_ANNOTATION)}
     if not matching:
@@ -164,6 +196,22 @@ def _hook_findings(path: Path, hook: Mapping[str, Any]) -> Iterator[Finding]:
             f"{path}: hook.args {arguments} do not name the prestart command "
             '(expected e.g. ["fpga-crihook", "prestart"])',
         )
+
+
+def _env_findings(path: Path, env: list[str], settings: Settings | None) -> Iterator[Finding]:
+    if settings is None:
+        return
+    for variable, value in (entry.split("=", 1) for entry in env):
+        if variable not in NODE_SETTINGS:
+            continue
+        attribute, option = NODE_SETTINGS[variable]
+        checked = getattr(settings, attribute)
+        if Path(value) != checked:
+            yield Finding(
+                Level.WARNING,
+                f"{path}: hook.env sets {variable}={value}, but this check looked at "
+                f"{checked} ({option} checks what the hook uses)",
+            )
 
 
 def _driver_findings(cards: list[inventory.CardInfo], settings: Settings) -> Iterator[Finding]:

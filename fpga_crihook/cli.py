@@ -38,8 +38,9 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
         except HookError as error:
             structlog.get_logger().error(f"{name} failed", error=str(error))
         except Exception as error:  # noqa: BLE001 (the last line of defence: no traceback)
+            # The same event as for any failure: operators watch for "prestart failed".
             structlog.get_logger().error(
-                f"{name} failed: internal error", error=f"{type(error).__name__}: {error}"
+                f"{name} failed", error=f"internal error: {type(error).__name__}: {error}"
             )
         raise SystemExit(EXIT_FAILURE)
 
@@ -50,6 +51,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--sysfs",
     envvar="FPGA_CRIHOOK_SYSFS",
+    show_envvar=True,
     default="/sys",
     show_default=True,
     type=click.Path(path_type=Path),
@@ -58,6 +60,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--devfs",
     envvar="FPGA_CRIHOOK_DEVFS",
+    show_envvar=True,
     default="/dev",
     show_default=True,
     type=click.Path(path_type=Path),
@@ -66,6 +69,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--bitstreams",
     envvar="FPGA_CRIHOOK_BITSTREAMS",
+    show_envvar=True,
     default="/srv/intel.com/fpga",
     show_default=True,
     type=click.Path(path_type=Path),
@@ -74,6 +78,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--programmer",
     envvar="FPGA_CRIHOOK_PROGRAMMER",
+    show_envvar=True,
     default="ioctl",
     show_default=True,
     type=click.Choice([kind.value for kind in ProgrammerKind]),
@@ -82,6 +87,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--fpgaconf",
     envvar="FPGA_CRIHOOK_FPGACONF",
+    show_envvar=True,
     default="fpgaconf",
     show_default=True,
     help="The fpgaconf executable (looked up on PATH).",
@@ -89,6 +95,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--fpgaconf-timeout",
     envvar="FPGA_CRIHOOK_FPGACONF_TIMEOUT",
+    show_envvar=True,
     default=60.0,
     show_default=True,
     type=click.FloatRange(min=0),
@@ -97,6 +104,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--lock-dir",
     envvar="FPGA_CRIHOOK_LOCK_DIR",
+    show_envvar=True,
     default="/run/fpga-crihook",
     show_default=True,
     type=click.Path(path_type=Path),
@@ -105,6 +113,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--lock-timeout",
     envvar="FPGA_CRIHOOK_LOCK_TIMEOUT",
+    show_envvar=True,
     default=30.0,
     show_default=True,
     type=click.FloatRange(min=0),
@@ -113,6 +122,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--busy-timeout",
     envvar="FPGA_CRIHOOK_BUSY_TIMEOUT",
+    show_envvar=True,
     default=3.0,
     show_default=True,
     type=click.FloatRange(min=0),
@@ -121,12 +131,14 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--dry-run/--no-dry-run",
     envvar="FPGA_CRIHOOK_DRY_RUN",
+    show_envvar=True,
     default=False,
     help="Do every check but program nothing.",
 )
 @click.option(
     "--log-level",
     envvar="FPGA_CRIHOOK_LOG_LEVEL",
+    show_envvar=True,
     default="info",
     show_default=True,
     type=click.Choice(logs.LEVELS, case_sensitive=False),
@@ -134,6 +146,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--log-format",
     envvar="FPGA_CRIHOOK_LOG_FORMAT",
+    show_envvar=True,
     default="json",
     show_default=True,
     type=click.Choice([fmt.value for fmt in logs.LogFormat]),
@@ -141,6 +154,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 @click.option(
     "--log-file",
     envvar="FPGA_CRIHOOK_LOG_FILE",
+    show_envvar=True,
     default=None,
     type=click.Path(path_type=Path),
     help="Also append log lines to this file.",

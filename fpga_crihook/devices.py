@@ -126,6 +126,8 @@ def resolve_ports(devices: list[Device], settings: Settings) -> list[Port]:
 def port_from_sysfs_dir(port_dir: Path, settings: Settings) -> Port:
     """Build a :class:`Port` (and its FME) from the port's sysfs directory."""
     real_dir = Path(os.path.realpath(port_dir))
+    if not is_within(real_dir, settings.sysfs):
+        raise DeviceError(f"{port_dir} resolves outside {settings.sysfs}: refusing it")
     driver = Driver.for_port_name(real_dir.name)
     if driver is None:
         raise DeviceError(f"{port_dir} is not an FPGA port directory")

@@ -129,15 +129,28 @@ def _gbs_file(bitstream: Bitstream) -> Iterator[Path]:
     if bitstream.gbs_path is not None:
         yield bitstream.gbs_path
         return
-    fd, name = tempfile.mkstemp(prefix="fpga-crihook-", suffix=".gbs")  # mode 0600
     try:
-        with os.fdopen(fd, "wb") as gbs:
-            gbs.write(_header_and_metadata(bitstream))
-            gbs.write(bitstream.raw)
+        fd, name = tempfile.mkstemp(prefix="fpga-crihook-", suffix=".gbs")  # mode 0600
+    except OSError as error:
+        raise _temporary_gbs_error(bitstream, error) from None
+    try:
+        try:
+            with os.fdopen(fd, "wb") as gbs:
+                gbs.write(_header_and_metadata(bitstream))
+                gbs.write(bitstream.raw)
+        except OSError as error:  # e.g. ENOSPC: tens of MiB go to the temporary directory
+            raise _temporary_gbs_error(bitstream, error) from None
         yield Path(name)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
+
+
+def _temporary_gbs_error(bitstream: Bitstream, error: OSError) -> ProgrammingError:
+    return ProgrammingError(
+        f"cannot write the GBS embedded in {bitstream.source} to a temporary file for "
+        f"fpgaconf in {tempfile.gettempdir()}: {error.strerror} (TMPDIR chooses the directory)"
+    )
 
 
 def _header_and_metadata(bitstream: Bitstream) -> bytes:

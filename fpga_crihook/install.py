@@ -25,6 +25,7 @@ from fpga_crihook.bitstream import (
 )
 from fpga_crihook.errors import BitstreamError, InputError
 from fpga_crihook.ids import InvalidIdError, canonical_id, is_unhealthy
+from fpga_crihook.sysfs import is_within
 
 _COPY_CHUNK = 1 << 20
 
@@ -53,15 +54,24 @@ def install(source: Path, store: Path, afu_id: str | None, force: bool) -> Insta
     kind = detect_kind(source)
     interface_id, stored_afu = _identify(source, kind, afu_id)
     target = store / interface_id / f"{stored_afu}.{kind}"
+    if not is_within(target.parent, store):
+        raise BitstreamError(
+            f"{target.parent} resolves outside the bitstream store {store}: the hook "
+            "refuses bitstreams there, so nothing is installed"
+        )
     status = InstallStatus.INSTALLED
     if os.path.lexists(target):
-        if os.path.isfile(target) and filecmp.cmp(source, target, shallow=False):
+        # A link out of the store is never the same file: the hook does not follow it.
+        in_store = is_within(target, store)
+        if in_store and os.path.isfile(target) and filecmp.cmp(source, target, shallow=False):
             return InstallResult(target, InstallStatus.IDENTICAL, _shadow(target, kind))
         if not force:
-            raise BitstreamError(
-                f"refusing to replace {target}: it holds a different bitstream "
-                "(--force replaces it)"
+            problem = (
+                "it holds a different bitstream"
+                if in_store
+                else "it resolves outside the bitstream store, where the hook does not follow it"
             )
+            raise BitstreamError(f"refusing to replace {target}: {problem} (--force replaces it)")
         status = InstallStatus.REPLACED
     _copy_atomically(source, target, kind, (interface_id, stored_afu), afu_id)
     return InstallResult(target, status, _shadow(target, kind))

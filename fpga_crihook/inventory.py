@@ -92,7 +92,18 @@ def scan(settings: Settings) -> list[CardInfo]:
 
 
 def as_json(cards: list[CardInfo]) -> dict[str, Any]:
-    """The scan as JSON-ready data (the ``--json`` output)."""
+    """The scan as JSON-ready data (the ``--json`` output), a shape scripts may rely on.
+
+    ``{"cards": [card, ...]}``; a card is ``driver`` (``dfl`` or ``opae``),
+    ``name`` (its class directory), ``pci_address``, ``fme`` (``null`` or
+    ``name``, ``device_node``, ``interface_id``, ``health``, ``problem``),
+    ``ports`` and ``problem``; a port is ``name``, ``id``, ``device_node``,
+    ``afu_id``, ``health``, ``problem`` and ``resources`` (the device plugin's
+    resource names, empty unless healthy). ``health`` is one of
+    :class:`Health`'s values; ``interface_id``, ``afu_id``, ``id`` and
+    ``pci_address`` are ``null`` when they could not be read, and ``problem``
+    says why.
+    """
     return {"cards": [_card_json(card) for card in cards]}
 
 
@@ -218,11 +229,15 @@ def _checked(name: str) -> str:
 
 def _scan_card(driver: Driver, card_dir: Path, settings: Settings) -> CardInfo | None:
     layout = driver.value
+    try:
+        port_dirs = sorted(
+            (path for path in card_dir.iterdir() if layout.is_port_name(path.name)),
+            key=_natural_order,
+        )
+    except OSError as error:  # e.g. a card unplugged while it is being listed
+        unlisted = f"cannot list {card_dir}: {error.strerror}"
+        return CardInfo(driver, card_dir.name, None, None, (), None, unlisted)
     fme_dirs = sorted(card_dir.glob(layout.fme_prefix + "*"), key=_natural_order)
-    port_dirs = sorted(
-        (path for path in card_dir.iterdir() if layout.is_port_name(path.name)),
-        key=_natural_order,
-    )
     if not fme_dirs and not port_dirs:
         return None  # e.g. the DFL FME's own PR region, which is in class/fpga_region too
     fme = None

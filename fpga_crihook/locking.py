@@ -27,6 +27,9 @@ def fme_lock(fme: Fme, lock_dir: Path, timeout: float) -> Iterator[None]:
     path = lock_dir / f"{fme.name}.lock"
     try:
         lock_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as error:
+        raise LockError(f"cannot create the lock directory {lock_dir}: {error.strerror}") from None
+    try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as error:
         raise LockError(f"cannot create the lock file {path}: {error.strerror}") from None

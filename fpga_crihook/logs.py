@@ -30,16 +30,31 @@ _LEADING_KEYS = ("timestamp", "level", "event", "container_id", "pod_namespace",
 class _LineWriter:
     """A structlog logger that writes each rendered line to stderr and the log file."""
 
-    def __init__(self, stream: TextIO, file_fd: int | None) -> None:
+    def __init__(self, stream: TextIO, file_fd: int | None, log_file: Path | None = None) -> None:
         self._stream = stream
         self._file_fd = file_fd
+        self._log_file = log_file
 
     def msg(self, message: str) -> None:
         line = message + "\n"
         self._stream.write(line)
         self._stream.flush()
         if self._file_fd is not None:
-            os.write(self._file_fd, line.encode("utf-8", "backslashreplace"))
+            try:
+                os.write(self._file_fd, line.encode("utf-8", "backslashreplace"))
+            except OSError as error:
+                self._stop_writing_file(error)
+
+    def _stop_writing_file(self, error: OSError) -> None:
+        """A full or failing log disk must not fail the hook: go on with stderr alone."""
+        if self._file_fd is not None:
+            os.close(self._file_fd)
+        self._file_fd = None
+        self._stream.write(
+            f"fpga-crihook: cannot write log file {self._log_file}: "
+            f"{error.strerror}; logging to stderr only\n"
+        )
+        self._stream.flush()
 
     debug = info = warning = error = critical = msg
 
@@ -76,7 +91,7 @@ def configure(
         if log_format is LogFormat.JSON
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    writer = _LineWriter(stream or sys.stderr, file_fd)
+    writer = _LineWriter(stream or sys.stderr, file_fd, log_file)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

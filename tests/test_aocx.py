@@ -194,6 +194,41 @@ def test_isize_beyond_the_limit_is_refused_before_allocating(tmp_path: Path) -> 
     assert f"declares an uncompressed size of {MAX_GBS_BYTES + 1} bytes" in message
 
 
+def test_isize_more_than_the_data_can_inflate_to_is_refused_before_allocating(
+    tmp_path: Path,
+) -> None:
+    noise = random.Random(0).randbytes(128 * 1024)  # incompressible: deflate stores it
+    compressed = gzip_bytes(gbs_bytes(REGION_A, BOARD_AFU, raw=noise))
+    claimed = len(compressed) * 2000  # deflate cannot expand more than about 1032 times
+    corrupt = compressed[:-4] + struct.pack("<I", claimed)
+    script = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from fpga_crihook.bitstream import BitstreamKind, open_bitstream\n"
+        "from fpga_crihook.errors import BitstreamError\n"
+        "try:\n"
+        "    with open_bitstream(Path(sys.argv[1]), BitstreamKind.AOCX, None):\n"
+        "        pass\n"
+        "except BitstreamError as error:\n"
+        "    print(error)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    path = _write(tmp_path, aocx_bytes(b"", gbs_gz=corrupt))
+
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+    message, peak_kib = result.stdout.splitlines()
+    assert f"declares an uncompressed size of {claimed} bytes" in message
+    assert f"more than the {len(compressed)} bytes of gzip data can hold" in message
+    assert int(peak_kib) * 1024 < claimed  # the claimed size was never allocated
+
+
 def test_data_after_the_gzip_stream_is_refused(tmp_path: Path) -> None:
     gbs = _embedded_gbs()
     doubled = gzip_bytes(gbs) + gzip_bytes(gbs)  # two members: the last ISIZE fits the first

@@ -463,7 +463,8 @@ def test_bad_input_fails_with_one_clear_error_and_programs_nothing(
     errors = _error_events(result.stderr)
     assert len(errors) == 1, result.stderr
     message = errors[0]["error"].lower()
-    assert "internal error" not in errors[0]["event"], message
+    assert errors[0]["event"] == "prestart failed"
+    assert "internal error" not in message
     for word in words:
         assert word.lower() in message
     assert _snapshot(world.card) == before

@@ -108,6 +108,17 @@ def test_huge_metadata_length_is_refused(tmp_path: Path) -> None:
         pass
 
 
+def test_a_gbs_too_large_for_the_pr_ioctl_is_refused_before_it_is_mapped(tmp_path: Path) -> None:
+    path = tmp_path / "huge.gbs"
+    path.write_bytes(gbs_bytes(REGION_A, AFU_1))
+    os.truncate(path, 1 << 36)  # sparse: 64 GiB, more than a u32 buffer_size can hand over
+    with (
+        pytest.raises(BitstreamError, match=r"huge\.gbs is 68719476736 bytes: larger than"),
+        open_bitstream(path, BitstreamKind.GBS, None),
+    ):
+        pass
+
+
 def test_ids_are_required_only_for_programming(tmp_path: Path) -> None:
     document = gbs_metadata(None, AFU_1)
     document["afu-image"]["accelerator-clusters"].append(

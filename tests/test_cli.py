@@ -104,6 +104,34 @@ def test_failure_is_one_error_event_and_exit_1(
     assert card.ports[0].afu_id() == AFU_1
 
 
+def test_an_unexpected_failure_is_still_the_one_prestart_failed_event(
+    node: SimNode, tmp_path: Path
+) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    bundle = write_bundle(
+        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
+    )
+    # A bug stands in for any exception outside the project's family.
+    code = (
+        "import fpga_crihook.hook as hook\n"
+        "hook.run_prestart = lambda *_: 1 / 0\n"
+        "from fpga_crihook.cli import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "prestart"],
+        input=state_json(bundle),
+        env=node.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    [error] = _events(result.stderr)
+    assert error["event"] == "prestart failed"
+    assert error["error"] == "internal error: ZeroDivisionError: division by zero"
+
+
 def test_create_runtime_alias_and_console_logs_and_log_file(node: SimNode, tmp_path: Path) -> None:
     card = add_card(node, "opae", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
     write_gbs(node, REGION_A, AFU_2)
@@ -119,6 +147,23 @@ def test_create_runtime_alias_and_console_logs_and_log_file(node: SimNode, tmp_p
     assert "port programmed" in result.stderr
     assert not result.stderr.lstrip().startswith("{")
     assert log_file.read_text() == result.stderr
+
+
+def test_a_log_file_that_cannot_be_written_does_not_stop_the_container(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    write_gbs(node, REGION_A, AFU_2)
+    bundle = write_bundle(
+        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
+    )
+    # /dev/full opens fine and fails every write with ENOSPC, like a full log disk.
+    result = run_hook(node, state_json(bundle), FPGA_CRIHOOK_LOG_FILE="/dev/full")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cannot write log file /dev/full: No space left on device" in result.stderr
+    assert '"event": "port programmed"' in result.stderr
+    assert card.ports[0].afu_id() == AFU_2
 
 
 def test_dry_run_from_the_environment(node: SimNode, tmp_path: Path, run_hook: RunHook) -> None:
@@ -169,6 +214,8 @@ def test_bad_settings_are_one_line_and_exit_1(env: dict[str, str], words: str) -
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1
     assert words in result.stderr
+    [variable] = env
+    assert f"(env var: '{variable}')" in result.stderr  # what the operator set in hooks.d
 
 
 def test_runs_without_path_and_as_a_module(shipped_node: SimNode, tmp_path: Path) -> None:

@@ -322,6 +322,48 @@ def test_install_refuses_to_replace_a_different_file_without_force(
     assert installed.read_bytes() == source.read_bytes()
 
 
+def test_install_refuses_a_region_directory_leading_out_of_the_store(
+    node: SimNode, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    node.store.mkdir()
+    (node.store / REGION_A).symlink_to(elsewhere)
+    source = tmp_path / "nlb_3.gbs"
+    source.write_bytes(gbs_bytes(REGION_A, AFU_2))
+
+    message = _error(_cli(node, "install", str(source)))
+
+    assert message.startswith(
+        f"{node.store / REGION_A} resolves outside the bitstream store {node.store}"
+    )
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_install_replaces_a_link_out_of_the_store_only_with_force(
+    node: SimNode, tmp_path: Path
+) -> None:
+    source = tmp_path / "nlb_3.gbs"
+    source.write_bytes(gbs_bytes(REGION_A, AFU_2))
+    outside = tmp_path / "outside.gbs"
+    shutil.copyfile(source, outside)  # the same bytes, but the hook refuses to follow the link
+    target = node.store / REGION_A / f"{AFU_2}.gbs"
+    target.parent.mkdir(parents=True)
+    target.symlink_to(outside)
+
+    message = _error(_cli(node, "install", str(source)))
+    forced = _cli(node, "install", "--force", str(source))
+
+    assert message == (
+        f"refusing to replace {target}: it resolves outside the bitstream store, "
+        "where the hook does not follow it (--force replaces it)"
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert not target.is_symlink()
+    assert target.read_bytes() == source.read_bytes()
+    assert outside.read_bytes() == source.read_bytes()
+
+
 def test_install_an_aocx_needs_the_requested_afu_id(node: SimNode, tmp_path: Path) -> None:
     source = tmp_path / "vector_add.aocx"
     source.write_bytes(aocx_bytes(gbs_bytes(REGION_A, BSP_AFU)))
@@ -491,6 +533,64 @@ def test_check_warns_about_unanchored_regexes(node: SimNode, tmp_path: Path) -> 
     warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 2
     assert all("is not anchored (^...$)" in line for line in warnings)
+
+
+@pytest.mark.parametrize(("condition", "value"), [("always", False), ("hasBindMounts", False)])
+def test_check_reports_a_false_condition_that_keeps_the_hook_from_ever_running(
+    node: SimNode, tmp_path: Path, condition: str, value: bool
+) -> None:
+    """containers/common ANDs the conditions, and a false ``always`` or ``hasBindMounts``
+    never matches: the runtime would inject the hook into no container at all."""
+    _healthy_node(node)
+    hooks_file = _hooks_file(tmp_path, **{f"when__{condition}": value})
+
+    result = _cli(node, "check", str(hooks_file))
+
+    assert result.returncode == 1
+    assert (
+        f"error: {hooks_file}: when.{condition} is false, which never matches: "
+        "the runtime would run the hook for no container" in result.stdout.splitlines()
+    ), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("condition", "value", "expected"),
+    [
+        ("hasBindMounts", True, "only for containers with bind mounts"),
+        ("commands", [".*/sh$"], "only for containers whose process.args[0] matches"),
+    ],
+)
+def test_check_warns_about_conditions_that_narrow_the_annotation(
+    node: SimNode, tmp_path: Path, condition: str, value: object, expected: str
+) -> None:
+    _healthy_node(node)
+    hooks_file = _hooks_file(tmp_path, **{f"when__{condition}": value})
+
+    result = _cli(node, "check", str(hooks_file))
+
+    assert result.returncode == 0, result.stdout
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1, result.stdout
+    assert expected in warnings[0]
+    assert "FPGA region containers without it start unprogrammed" in warnings[0]
+
+
+def test_check_warns_when_the_hooks_file_points_the_hook_at_another_store(
+    node: SimNode, tmp_path: Path
+) -> None:
+    _healthy_node(node)
+    elsewhere = tmp_path / "other-store"
+    env = ["FPGA_CRIHOOK_LOG_LEVEL=info", f"FPGA_CRIHOOK_BITSTREAMS={elsewhere}"]
+    hooks_file = _hooks_file(tmp_path, hook__env=env)
+
+    result = _cli(node, "check", str(hooks_file))
+
+    assert result.returncode == 0, result.stdout
+    assert (
+        f"warning: {hooks_file}: hook.env sets FPGA_CRIHOOK_BITSTREAMS={elsewhere}, "
+        f"but this check looked at {node.store} (--bitstreams checks what the hook uses)"
+        in result.stdout.splitlines()
+    ), result.stdout
 
 
 def test_check_reports_hook_path_stage_and_args_problems(node: SimNode, tmp_path: Path) -> None:

@@ -100,6 +100,18 @@ def test_dev_char_link_out_of_sysfs_is_refused(node: SimNode, tmp_path: Path) ->
         )
 
 
+def test_a_port_found_by_name_outside_sysfs_is_refused(node: SimNode, tmp_path: Path) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    class_link = node.sysfs / "class" / "fpga_region" / "region0"
+    outside = tmp_path / "elsewhere" / "region0"
+    outside.parent.mkdir()
+    Path(os.path.realpath(class_link)).rename(outside)
+    class_link.unlink()
+    class_link.symlink_to(outside)
+    with pytest.raises(DeviceError, match="resolves outside"):
+        resolve_ports([Device(path="/dev/dfl-port.0")], _settings(node))
+
+
 def test_fme_without_interface_id_is_an_error(node: SimNode) -> None:
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
     card.interface_file.unlink()

@@ -6,6 +6,7 @@ the simulated port's ``afu_id``.
 """
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -277,6 +278,29 @@ def test_aocx_through_fpgaconf_gets_a_private_temporary_gbs_removed_afterwards(
         assert (handed_gbs.interface_id, handed_gbs.afu_id) == (REGION_A, AFU_2)
         assert bytes(handed_gbs.raw) == b"\x5a" * 8192
         handed_gbs.raw.release()
+
+
+def test_temporary_gbs_that_cannot_be_written_is_a_programming_error(
+    node: SimNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, sim_port = _port(node)
+    aocx = tmp_path / "kernel.aocx"
+    aocx.write_bytes(aocx_bytes(gbs_bytes(REGION_A, AFU_2, name="opencl_bsp")))
+    stand_in = StandIn(tmp_path / "bin", sim_port.afu_file)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-dir"))
+
+    with (
+        open_bitstream(aocx, BitstreamKind.AOCX, None) as bitstream,
+        pytest.raises(ProgrammingError) as caught,
+    ):
+        FpgaconfProgrammer(_settings(node, stand_in)).program(port, bitstream)
+
+    assert str(caught.value).startswith(
+        f"cannot write the GBS embedded in {aocx} to a temporary file for fpgaconf"
+    )
+    assert "No such file or directory" in str(caught.value)
+    assert not stand_in.args_file.exists()
+    assert sim_port.afu_id() == AFU_1
 
 
 def test_fpgaconf_timeout_is_read_from_its_environment_variable(

@@ -145,3 +145,20 @@ def test_af_resource_encodes_both_ids_in_unpadded_url_safe_base64() -> None:
     assert "=" not in encoded
     assert base64.urlsafe_b64decode(encoded + "=") == bytes.fromhex(REGION_A + AFU_1)
     assert len(name.split("/", 1)[1]) <= inventory.MAX_RESOURCE_NAME
+
+
+def test_class_entry_that_vanished_is_reported_and_the_other_cards_still_listed(
+    node: SimNode,
+) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    # A card being unplugged: its class entry points at a device that is gone.
+    (node.sysfs / "class" / "fpga_region" / "region9").symlink_to(node.sysfs / "devices" / "gone")
+
+    healthy, gone = scan(_settings(node))
+
+    assert healthy.name == "region0"
+    assert [port.health for port in healthy.ports] == [Health.HEALTHY]
+    assert (gone.name, gone.fme, gone.ports) == ("region9", None, ())
+    assert gone.problem is not None
+    assert "cannot list" in gone.problem
+    assert "No such file or directory" in gone.problem

@@ -56,3 +56,13 @@ def test_lock_is_exclusive_and_bounded(tmp_path: Path) -> None:
 def test_lock_dir_is_created(tmp_path: Path) -> None:
     with fme_lock(_fme(), tmp_path / "run" / "fpga-crihook", 0):
         assert (tmp_path / "run" / "fpga-crihook" / "dfl-fme.3.lock").exists()
+
+
+def test_a_lock_dir_that_cannot_be_made_is_named_as_the_directory(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "fpga-crihook"
+    not_a_dir.write_text("")
+    with (
+        pytest.raises(LockError, match=f"cannot create the lock directory {not_a_dir}: "),
+        fme_lock(_fme(), not_a_dir, 0),
+    ):
+        pass
