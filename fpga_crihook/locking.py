@@ -41,13 +41,13 @@ def fme_lock(fme: Fme, lock_dir: Path, timeout: float) -> Iterator[None]:
 
 
 def _acquire(fd: int, fme: Fme, path: Path, timeout: float) -> None:
-    if _try_lock(fd):
+    if _try_lock(fd, path):
         return
     log = structlog.get_logger()
     log.info("waiting for another hook to finish with the FME", fme=fme.name, lock=str(path))
     started = time.monotonic()
     deadline = started + timeout
-    while not _try_lock(fd):
+    while not _try_lock(fd, path):
         if time.monotonic() >= deadline:
             raise LockError(
                 f"FME {fme.name} stayed locked by another hook for {timeout:g} s ({path})"
@@ -58,9 +58,11 @@ def _acquire(fd: int, fme: Fme, path: Path, timeout: float) -> None:
     )
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int, path: Path) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError as error:  # e.g. ENOLCK: the lock dir is on a file system without flock
+        raise LockError(f"cannot lock {path}: {error.strerror}") from None
     return True

@@ -111,7 +111,11 @@ _DEVICE_ENTRY = SchemaValidator(_DEVICE)
 
 def read_state(stream: BinaryIO) -> State:
     """Read and parse the state JSON from the runtime (the hook's stdin)."""
-    return parse_state(_read_bounded(stream, MAX_STATE_BYTES, "the container state on stdin"))
+    try:
+        raw = _read_bounded(stream, MAX_STATE_BYTES, "the container state on stdin")
+    except OSError as error:
+        raise InputError(f"cannot read the container state on stdin: {error.strerror}") from None
+    return parse_state(raw)
 
 
 def parse_state(raw: bytes) -> State:
@@ -120,7 +124,7 @@ def parse_state(raw: bytes) -> State:
     state = State(**_validate(_STATE, _load_json(raw, source), source))
     if not state.bundle.startswith("/"):
         raise InputError(f"{source}: field 'bundle': must be an absolute path")
-    if not Path(state.bundle).is_dir():
+    if not _is_directory(state.bundle):
         raise InputError(
             f"the container state's field 'bundle': {state.bundle!r} is not an existing directory"
         )
@@ -157,6 +161,13 @@ def parse_config(raw: bytes, source: str = "config.json") -> RuntimeConfig:
 def parse_device(document: Any, source: str = "a linux.devices entry") -> Device:
     """Parse one ``linux.devices`` entry (as the runtime writes it)."""
     return Device(**_validate(_DEVICE_ENTRY, document, source))
+
+
+def _is_directory(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:  # missing, or not reachable (EACCES, ELOOP, ...): not a usable bundle
+        return False
 
 
 def _read_bounded(stream: BinaryIO, limit: int, source: str) -> bytes:

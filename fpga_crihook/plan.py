@@ -12,7 +12,7 @@ from typing import NamedTuple
 from fpga_crihook.devices import Port
 from fpga_crihook.errors import DeviceError
 from fpga_crihook.ids import is_unhealthy
-from fpga_crihook.requests import Request
+from fpga_crihook.requests import AFU_PREFIX, Request, printable
 
 
 class PortView(NamedTuple):
@@ -81,6 +81,6 @@ def _no_port_message(request: Request, views: list[PortView]) -> str:
     present = ", ".join(f"{view.port.name}: {view.interface_id}" for view in views) or "none"
     return (
         f"no free FPGA port of region {request.interface_id} for "
-        f"FPGA_AFU_{request.name}={request.afu_id} among the container's ports "
+        f"{printable(AFU_PREFIX + request.name)}={request.afu_id} among the container's ports "
         f"(their interface IDs: {present})"
     )

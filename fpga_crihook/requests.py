@@ -45,7 +45,7 @@ def parse_requests(env: Iterable[str]) -> list[Request]:
         present, missing = (
             (REGION_PREFIX, AFU_PREFIX) if suffix in regions else (AFU_PREFIX, REGION_PREFIX)
         )
-        shown = _printable(suffix)
+        shown = printable(suffix)
         raise InputError(
             f"{present}{shown} is set but {missing}{shown} is not: "
             "every region needs its AFU and the reverse"
@@ -81,11 +81,11 @@ def _fpga_variables(env: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]
                 continue
             if not separator:
                 raise InputError(
-                    f"the container environment has {_printable(name)} without '=' and a value"
+                    f"the container environment has {printable(name)} without '=' and a value"
                 )
             if suffix in found:
                 raise InputError(
-                    f"{_printable(name)} is set more than once in the container environment"
+                    f"{printable(name)} is set more than once in the container environment"
                 )
             found[suffix] = value
     return regions, afus
@@ -95,9 +95,9 @@ def _parse_id(variable: str, value: str) -> str:
     try:
         identifier = canonical_id(value)
     except InvalidIdError as error:
-        raise InputError(f"{_printable(variable)}: {error}") from None
+        raise InputError(f"{printable(variable)}: {error}") from None
     if is_unhealthy(identifier):
-        raise InputError(f"{_printable(variable)}: the all-ones ID is not a valid request")
+        raise InputError(f"{printable(variable)}: the all-ones ID is not a valid request")
     return identifier
 
 
@@ -107,6 +107,7 @@ def _suffix_order(suffix: str) -> tuple[int, int, str]:
     return (0, int(suffix), suffix) if numeric else (1, 0, suffix)
 
 
-def _printable(name: str, limit: int = 80) -> str:
+def printable(name: str, limit: int = 80) -> str:
+    """*name* shortened and with control and non-ASCII characters escaped, for one-line messages."""
     shown = name if len(name) <= limit else name[:limit] + "..."
     return ascii(shown)[1:-1]

@@ -1,5 +1,6 @@
 """logs and locking: what operators read, and one hook per FME at a time."""
 
+import errno
 import fcntl
 import io
 import json
@@ -64,5 +65,19 @@ def test_a_lock_dir_that_cannot_be_made_is_named_as_the_directory(tmp_path: Path
     with (
         pytest.raises(LockError, match=f"cannot create the lock directory {not_a_dir}: "),
         fme_lock(_fme(), not_a_dir, 0),
+    ):
+        pass
+
+
+def test_a_lock_error_other_than_contention_is_a_lock_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_locks(_fd: int, _operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with (
+        pytest.raises(LockError, match="cannot lock .*dfl-fme.3.lock: No locks available"),
+        fme_lock(_fme(), tmp_path, 1),
     ):
         pass

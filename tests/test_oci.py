@@ -118,3 +118,20 @@ def test_config_error_never_echoes_values() -> None:
 def test_missing_config_json_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no OCI runtime config"):
         load_config(tmp_path)
+
+
+class _BrokenStdin(io.RawIOBase):
+    def read(self, size: int = -1) -> bytes:
+        raise OSError(9, "Bad file descriptor")
+
+
+def test_unreadable_stdin_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="cannot read the container state on stdin"):
+        read_state(_BrokenStdin())  # type: ignore[arg-type]
+
+
+def test_bundle_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.write_text("")
+    with pytest.raises(InputError, match="not an existing directory"):
+        parse_state(_state(bundle))

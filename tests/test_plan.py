@@ -62,3 +62,13 @@ def test_more_requests_than_ports_is_an_error() -> None:
     views = [_view(0, REGION, AFU_X)]
     with pytest.raises(DeviceError, match="FPGA_AFU_2"):
         assign([Request("1", REGION, AFU_X), Request("2", REGION, AFU_X)], views)
+
+
+def test_no_port_message_escapes_and_shortens_the_variable_name() -> None:
+    name = "x\x1b[31m" + "y" * 200
+    with pytest.raises(DeviceError) as caught:
+        assign([Request(name, REGION, AFU_X)], [_view(0, OTHER_REGION, AFU_X)])
+    message = str(caught.value)
+    assert "\x1b" not in message
+    assert "FPGA_AFU_x\\x1b[31m" in message
+    assert "y" * 100 not in message
