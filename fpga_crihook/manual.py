@@ -7,13 +7,15 @@ check-program-verify as the hook's, through :func:`hook.ensure_port`.
 """
 
 import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
 from fpga_crihook.bitstream import StoreEntry, detect_kind, open_bitstream
-from fpga_crihook.devices import Port, find_port_by_name, port_from_sysfs_dir
+from fpga_crihook.devices import Port, find_port_by_name, port_from_sysfs_dir, resolve_ports
 from fpga_crihook.errors import BitstreamError, DeviceError
 from fpga_crihook.hook import Outcome, ensure_port
+from fpga_crihook.oci import Device
 from fpga_crihook.plan import Assignment, survey
 from fpga_crihook.programmers import make_programmer
 from fpga_crihook.requests import Request
@@ -58,11 +60,28 @@ def program_file(device: str, path: Path, settings: Settings, force: bool) -> Ma
 
 
 def find_port(device: str, settings: Settings) -> Port:
-    """The port a device path (mapped onto the devfs root) or a port name designates."""
+    """The port a device path (mapped onto the devfs root) or a port name designates.
+
+    A path to a character device is resolved by its device numbers, as the
+    hook resolves a container's devices, so a udev symlink such as
+    ``/dev/fpga/port0`` names its port; anything else by its name.
+    """
     if "/" in device:
         node = settings.host_path(device)
-        if not os.path.exists(node):
-            raise DeviceError(f"{device} does not exist (looked for {node})")
+        try:
+            status = os.stat(node)
+        except FileNotFoundError:
+            raise DeviceError(f"{device} does not exist (looked for {node})") from None
+        except OSError as error:
+            raise DeviceError(
+                f"{device} is not usable (looked for {node}): {error.strerror}"
+            ) from None
+        if stat.S_ISCHR(status.st_mode):
+            numbers = Device(device, "c", os.major(status.st_rdev), os.minor(status.st_rdev))
+            ports = resolve_ports([numbers], settings)
+            if not ports:
+                raise DeviceError(f"{device} is a character device but not an FPGA port")
+            return ports[0]
     name = os.path.basename(os.path.normpath(device))
     port_dir = find_port_by_name(name, settings)
     if port_dir is None:

@@ -1,7 +1,9 @@
 """The operator commands through the installed CLI: devices, gbs-info, program, install, check."""
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -664,3 +666,28 @@ def test_every_command_help_has_an_example(node: SimNode, command: str) -> None:
     assert result.returncode == 0
     assert "Example:" in result.stdout
     assert f"fpga-crihook {command}" in result.stdout.split("Example:", 1)[1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root")
+def test_program_resolves_a_device_path_by_its_numbers(node: SimNode) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1, AFU_1])
+    gbs = write_gbs(node, REGION_A, AFU_2)
+    alias = node.devfs / "fpga" / "second-port"
+    alias.parent.mkdir()
+    os.mknod(alias, 0o600 | stat.S_IFCHR, os.makedev(card.ports[1].major, card.ports[1].minor))
+
+    result = _cli(node, "program", "--port", "/dev/fpga/second-port", str(gbs))
+
+    assert result.returncode == 0, result.stderr
+    assert [port.afu_id() for port in card.ports] == [AFU_1, AFU_2]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root")
+def test_program_refuses_a_character_device_that_is_not_a_port(node: SimNode) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    gbs = write_gbs(node, REGION_A, AFU_2)
+    os.mknod(node.devfs / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+
+    message = _error(_cli(node, "program", "--port", "/dev/null", str(gbs)))
+
+    assert "/dev/null is a character device but not an FPGA port" in message
