@@ -10,9 +10,11 @@ of the region finds an assignment whenever one exists.
 from typing import NamedTuple
 
 from fpga_crihook.devices import Port
-from fpga_crihook.errors import DeviceError
+from fpga_crihook.errors import DeviceBusyError, DeviceError
 from fpga_crihook.ids import is_unhealthy
 from fpga_crihook.requests import AFU_PREFIX, Request, printable
+
+UNKNOWN_AFU = ""  # matches no request
 
 
 class PortView(NamedTuple):
@@ -31,7 +33,11 @@ class Assignment(NamedTuple):
 
 
 def survey(ports: list[Port], busy_timeout: float) -> list[PortView]:
-    """Read every port's region and AFU; refuse unhealthy devices."""
+    """Read every port's region and AFU; refuse unhealthy devices.
+
+    A port whose ``afu_id`` stays busy is still planned with, as holding no
+    known AFU: it is read again, and waited for, under its FME's lock.
+    """
     views = []
     for port in ports:
         interface_id = port.fme.read_interface_id(busy_timeout)
@@ -40,7 +46,12 @@ def survey(ports: list[Port], busy_timeout: float) -> list[PortView]:
                 f"FME {port.fme.name} (for port {port.name}) reports an all-ones "
                 "interface ID: the card's firmware has crashed; not touching it"
             )
-        afu_id = port.read_afu_id(busy_timeout)
+        try:
+            afu_id = port.read_afu_id(busy_timeout)
+        except DeviceBusyError:
+            # Another hook is reprogramming it: plan with "holds no known AFU"; the
+            # read under the FME lock (hook.ensure_port) is the one that decides.
+            afu_id = UNKNOWN_AFU
         if is_unhealthy(afu_id):
             raise DeviceError(
                 f"port {port.name} reports an all-ones AFU ID: the card's "

@@ -1,6 +1,7 @@
 """hook: the prestart line in-process, on simulated nodes of both drivers."""
 
 import dataclasses
+import errno
 import json
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from conftest import AFU_1, AFU_2, AFU_3, REGION_A, REGION_B
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
+from fpga_crihook import sysfs
 from fpga_crihook.devices import port_from_sysfs_dir
 from fpga_crihook.errors import BitstreamError, DeviceError, InputError
 from fpga_crihook.hook import Outcome, ensure_port, run_prestart
@@ -197,3 +199,20 @@ def test_port_that_crashed_after_the_survey_is_not_programmed(node: SimNode) -> 
     with pytest.raises(DeviceError, match="all-ones AFU ID"):
         ensure_port(assignment, make_programmer(settings), settings)
     assert card.ports[0].afu_id() == "f" * 32
+
+
+def test_a_port_busy_during_the_survey_is_read_again_under_the_lock(
+    node: SimNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_2])
+    real_read = sysfs._read_raw
+    busy_reads = iter([True, False])  # the survey's read is busy, the one under the lock not
+
+    def read(path: Path) -> bytes:
+        if path.name == "afu_id" and next(busy_reads, False):
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        return real_read(path)
+
+    monkeypatch.setattr(sysfs, "_read_raw", read)
+    outcomes = _run(node, tmp_path, _pair("1", REGION_A, AFU_2), card, busy_timeout=0)
+    assert outcomes == [Outcome.SKIPPED]
