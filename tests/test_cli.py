@@ -7,11 +7,21 @@ from pathlib import Path
 
 import pytest
 from conftest import AFU_1, AFU_2, AFU_3, REGION_A, REGION_B, RunHook, run_cli
-from simnode import SimNode, add_card, state_json, write_bundle, write_gbs
+from simnode import SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
 
 
 def _pair(suffix: str, region: str, afu: str) -> list[str]:
     return [f"FPGA_REGION_{suffix}={region}", f"FPGA_AFU_{suffix}={afu}"]
+
+
+def _one_port_asking_for_afu_2(node: SimNode, tmp_path: Path, driver: str) -> tuple[SimPort, Path]:
+    """A card whose one port holds AFU_1, AFU_2 in the store, a bundle asking for it."""
+    card = add_card(node, driver, index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    write_gbs(node, REGION_A, AFU_2)
+    bundle = write_bundle(
+        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
+    )
+    return card.ports[0], bundle
 
 
 def _events(stderr: str) -> list[dict[str, object]]:
@@ -133,11 +143,7 @@ def test_an_unexpected_failure_is_still_the_one_prestart_failed_event(
 
 
 def test_create_runtime_alias_and_console_logs_and_log_file(node: SimNode, tmp_path: Path) -> None:
-    card = add_card(node, "opae", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-    write_gbs(node, REGION_A, AFU_2)
-    bundle = write_bundle(
-        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
-    )
+    port, bundle = _one_port_asking_for_afu_2(node, tmp_path, "opae")
     log_file = tmp_path / "hook.log"
     env = node.env(FPGA_CRIHOOK_LOG_FORMAT="console", FPGA_CRIHOOK_LOG_FILE=str(log_file))
 
@@ -147,51 +153,40 @@ def test_create_runtime_alias_and_console_logs_and_log_file(node: SimNode, tmp_p
     assert "port programmed" in result.stderr
     assert not result.stderr.lstrip().startswith("{")
     assert log_file.read_text() == result.stderr
+    assert port.afu_id() == AFU_2
 
 
 def test_a_log_file_that_cannot_be_written_does_not_stop_the_container(
     node: SimNode, tmp_path: Path, run_hook: RunHook
 ) -> None:
-    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-    write_gbs(node, REGION_A, AFU_2)
-    bundle = write_bundle(
-        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
-    )
+    port, bundle = _one_port_asking_for_afu_2(node, tmp_path, "dfl")
     # /dev/full opens fine and fails every write with ENOSPC, like a full log disk.
     result = run_hook(node, state_json(bundle), FPGA_CRIHOOK_LOG_FILE="/dev/full")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "cannot write log file /dev/full: No space left on device" in result.stderr
     assert '"event": "port programmed"' in result.stderr
-    assert card.ports[0].afu_id() == AFU_2
+    assert port.afu_id() == AFU_2
 
 
 def test_dry_run_from_the_environment(node: SimNode, tmp_path: Path, run_hook: RunHook) -> None:
-    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-    write_gbs(node, REGION_A, AFU_2)
-    bundle = write_bundle(
-        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
-    )
+    port, bundle = _one_port_asking_for_afu_2(node, tmp_path, "dfl")
     result = run_hook(node, state_json(bundle), FPGA_CRIHOOK_DRY_RUN="1")
     assert result.returncode == 0, result.stderr
     assert _events(result.stderr)[-1]["event"] == "dry run: would program the port"
-    assert card.ports[0].afu_id() == AFU_1
+    assert port.afu_id() == AFU_1
 
 
 def test_ioctl_against_a_regular_file_node_exits_1(
     node: SimNode, tmp_path: Path, run_hook: RunHook
 ) -> None:
-    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-    write_gbs(node, REGION_A, AFU_2)
-    bundle = write_bundle(
-        tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
-    )
+    port, bundle = _one_port_asking_for_afu_2(node, tmp_path, "dfl")
     result = run_hook(node, state_json(bundle), FPGA_CRIHOOK_PROGRAMMER="ioctl")
     assert result.returncode == 1
     [error] = [event for event in _events(result.stderr) if event["level"] == "error"]
     assert "ENOTTY" in str(error["error"])
     assert "dfl-fme.0" in str(error["error"])
-    assert card.ports[0].afu_id() == AFU_1
+    assert port.afu_id() == AFU_1
 
 
 def test_sim_programmer_on_the_real_sysfs_is_refused(tmp_path: Path) -> None:

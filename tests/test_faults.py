@@ -106,6 +106,14 @@ def _gbs(node: SimNode, afu: str = AFU_2) -> Path:
     return node.store / REGION_A / f"{afu}.gbs"
 
 
+def _bundle_asking_for_afu_2(tmp_path: Path, card: SimCard) -> Path:
+    return write_bundle(
+        tmp_path / "bundle",
+        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
+        devices=[card.ports[0].device()],
+    )
+
+
 # --- point 6: the kernel call and the checks around it ---
 
 
@@ -383,11 +391,7 @@ def test_a_dry_run_checks_everything_and_programs_nothing(
     node: SimNode, tmp_path: Path, options: list[str], extra_env: dict[str, str]
 ) -> None:
     card = _card(node, ports=2)
-    bundle = write_bundle(
-        tmp_path / "bundle",
-        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
-        devices=[card.ports[0].device()],
-    )
+    bundle = _bundle_asking_for_afu_2(tmp_path, card)
 
     result = run_cli([*options, "prestart"], node.env(**extra_env), state_json(bundle))
 
@@ -405,11 +409,7 @@ def test_a_dry_run_still_fails_on_a_broken_bitstream(
 ) -> None:
     card = _card(node)
     _gbs(node).write_bytes(_gbs(node).read_bytes()[:30])
-    bundle = write_bundle(
-        tmp_path / "bundle",
-        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
-        devices=[card.ports[0].device()],
-    )
+    bundle = _bundle_asking_for_afu_2(tmp_path, card)
 
     result = run_hook(node, state_json(bundle), FPGA_CRIHOOK_DRY_RUN="true")
 
@@ -422,11 +422,7 @@ def test_a_dry_run_checks_that_the_configured_programmer_can_run(
     node: SimNode, tmp_path: Path
 ) -> None:
     card = _card(node)
-    bundle = write_bundle(
-        tmp_path / "bundle",
-        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
-        devices=[card.ports[0].device()],
-    )
+    bundle = _bundle_asking_for_afu_2(tmp_path, card)
     settings = _settings(
         node,
         dry_run=True,
@@ -460,11 +456,7 @@ def test_the_installed_hook_with_the_sim_programmer_on_the_real_sysfs_exits_1(
     node: SimNode, tmp_path: Path, run_hook: RunHook
 ) -> None:
     card = _card(node)
-    bundle = write_bundle(
-        tmp_path / "bundle",
-        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
-        devices=[card.ports[0].device()],
-    )
+    bundle = _bundle_asking_for_afu_2(tmp_path, card)
 
     result = run_hook(node, state_json(bundle), FPGA_CRIHOOK_SYSFS="/sys")
 
