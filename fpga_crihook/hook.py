@@ -35,7 +35,7 @@ from fpga_crihook.oci import (
     load_config,
 )
 from fpga_crihook.plan import Assignment, assign, survey
-from fpga_crihook.programmers import Programmer, make_programmer
+from fpga_crihook.programmers import LazyProgrammer, Programmer, make_programmer
 from fpga_crihook.requests import Request, parse_requests
 from fpga_crihook.settings import Settings
 
@@ -82,8 +82,10 @@ def run_prestart(state: State, settings: Settings) -> list[PortResult]:
         dry_run=settings.dry_run,
     )
     assignments = assign(requests, survey(ports, settings.busy_timeout))
-    programmer = make_programmer(settings)  # a dry run, too, checks that it can program
-    return _ensure_all(assignments, None if settings.dry_run else programmer, settings)
+    if settings.dry_run:
+        make_programmer(settings)  # a dry run, too, checks that it could program
+        return _ensure_all(assignments, None, settings)
+    return _ensure_all(assignments, LazyProgrammer(settings), settings)
 
 
 def ensure_port(

@@ -137,6 +137,24 @@ class SimProgrammer:
         )
 
 
+class LazyProgrammer:
+    """The configured programmer, built when a port first needs programming.
+
+    Ports that already hold their AFU need no programmer: a container whose
+    ports are all in place starts even where, say, fpgaconf is missing.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._programmer: Programmer | None = None
+
+    def program(self, port: Port, bitstream: Bitstream) -> None:
+        """Build the programmer if needed, then program."""
+        if self._programmer is None:
+            self._programmer = make_programmer(self._settings)
+        self._programmer.program(port, bitstream)
+
+
 def make_programmer(settings: Settings) -> Programmer:
     """The programmer the settings name."""
     if settings.programmer is ProgrammerKind.SIM:

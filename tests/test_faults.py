@@ -20,7 +20,7 @@ import pytest
 from conftest import AFU_1, AFU_2, AFU_3, REGION_A, RunHook, run_cli
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
-from fpga_crihook import hook, sysfs
+from fpga_crihook import programmers, sysfs
 from fpga_crihook.bitstream import Bitstream
 from fpga_crihook.devices import Port, port_from_sysfs_dir
 from fpga_crihook.errors import DeviceError, ProgrammingError, SettingsError
@@ -238,8 +238,10 @@ def _three_requests(node: SimNode, tmp_path: Path, card: SimCard) -> Path:
 
 
 def _with_kernel(monkeypatch: pytest.MonkeyPatch, kernel: FakeKernel) -> None:
+    # The hook builds its programmer through programmers.make_programmer when a
+    # port first needs programming: give it the ioctl programmer with a fake kernel.
     monkeypatch.setattr(
-        hook, "make_programmer", lambda settings: IoctlProgrammer(0.5, ioctl=kernel)
+        programmers, "make_programmer", lambda settings: IoctlProgrammer(0.5, ioctl=kernel)
     )
 
 

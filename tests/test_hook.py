@@ -11,7 +11,7 @@ from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_
 
 from fpga_crihook import sysfs
 from fpga_crihook.devices import port_from_sysfs_dir
-from fpga_crihook.errors import BitstreamError, DeviceError, InputError
+from fpga_crihook.errors import BitstreamError, DeviceError, InputError, SettingsError
 from fpga_crihook.hook import Outcome, ensure_port, run_prestart
 from fpga_crihook.oci import parse_state
 from fpga_crihook.plan import Assignment
@@ -216,3 +216,22 @@ def test_a_port_busy_during_the_survey_is_read_again_under_the_lock(
     monkeypatch.setattr(sysfs, "_read_raw", read)
     outcomes = _run(node, tmp_path, _pair("1", REGION_A, AFU_2), card, busy_timeout=0)
     assert outcomes == [Outcome.SKIPPED]
+
+
+def test_a_missing_fpgaconf_only_matters_when_a_port_needs_programming(
+    node: SimNode, tmp_path: Path
+) -> None:
+    card = add_card(node, "dfl", index=1, interface_id=REGION_B, afu_ids=[AFU_2, AFU_1])
+    write_gbs(node, REGION_B, AFU_3)
+    absent = {"programmer": ProgrammerKind.FPGACONF, "fpgaconf": str(tmp_path / "no-fpgaconf")}
+
+    assert _run(node, tmp_path, _pair("1", REGION_B, AFU_2), card, **absent) == [Outcome.SKIPPED]
+    with pytest.raises(SettingsError, match="no-fpgaconf"):
+        _run(
+            node,
+            tmp_path,
+            _pair("1", REGION_B, AFU_2) + _pair("2", REGION_B, AFU_3),
+            card,
+            **absent,
+        )
+    assert [port.afu_id() for port in card.ports] == [AFU_2, AFU_1]
