@@ -25,7 +25,6 @@ from fpga_crihook.bitstream import (
 )
 from fpga_crihook.devices import Port, resolve_ports
 from fpga_crihook.errors import BitstreamError, DeviceError, HookError, InputError, ProgrammingError
-from fpga_crihook.ids import is_unhealthy
 from fpga_crihook.locking import fme_lock
 from fpga_crihook.oci import (
     POD_NAME_ANNOTATION,
@@ -34,7 +33,7 @@ from fpga_crihook.oci import (
     State,
     load_config,
 )
-from fpga_crihook.plan import Assignment, assign, survey
+from fpga_crihook.plan import Assignment, assign, require_healthy_afu, survey
 from fpga_crihook.programmers import LazyProgrammer, Programmer, make_programmer
 from fpga_crihook.requests import Request, parse_requests
 from fpga_crihook.settings import Settings
@@ -107,11 +106,7 @@ def ensure_port(
     )
     with fme_lock(port.fme, settings.lock_dir, settings.lock_timeout):
         current = port.read_afu_id(settings.busy_timeout)
-        if is_unhealthy(current):
-            raise DeviceError(
-                f"port {port.name} reports an all-ones AFU ID: the card's "
-                "firmware has crashed; not touching it"
-            )
+        require_healthy_afu(port, current)
         entry = bitstream_file or locate(settings.bitstreams, request.interface_id, request.afu_id)
         if (
             not force

@@ -26,6 +26,16 @@ def canonical_id(text: str) -> str:
     return candidate
 
 
+def requested_id(text: str) -> str:
+    """:func:`canonical_id` for an ID someone asks for: the all-ones ID is refused too."""
+    identifier = canonical_id(text)
+    if is_unhealthy(identifier):
+        raise InvalidIdError(
+            "the all-ones ID is not a valid request (it is what crashed cards report)"
+        )
+    return identifier
+
+
 def is_unhealthy(identifier: str) -> bool:
     """True when a device reported the all-ones ID of crashed firmware."""
     return identifier == UNHEALTHY_ID

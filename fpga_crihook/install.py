@@ -24,7 +24,7 @@ from fpga_crihook.bitstream import (
     open_regular_file,
 )
 from fpga_crihook.errors import BitstreamError, InputError
-from fpga_crihook.ids import InvalidIdError, canonical_id, is_unhealthy
+from fpga_crihook.ids import InvalidIdError, requested_id
 from fpga_crihook.sysfs import is_within
 
 _COPY_CHUNK = 1 << 20
@@ -113,12 +113,9 @@ def _identify(source: Path, kind: BitstreamKind, afu_id: str | None) -> tuple[st
 
 def _requested_id(text: str) -> str:
     try:
-        identifier = canonical_id(text)
+        return requested_id(text)
     except InvalidIdError as error:
         raise InputError(f"--afu-id: {error}") from None
-    if is_unhealthy(identifier):
-        raise InputError("--afu-id: the all-ones ID is what crashed cards report, not an AFU")
-    return identifier
 
 
 def _copy_atomically(

@@ -52,13 +52,18 @@ def survey(ports: list[Port], busy_timeout: float) -> list[PortView]:
             # Another hook is reprogramming it: plan with "holds no known AFU"; the
             # read under the FME lock (hook.ensure_port) is the one that decides.
             afu_id = UNKNOWN_AFU
-        if is_unhealthy(afu_id):
-            raise DeviceError(
-                f"port {port.name} reports an all-ones AFU ID: the card's "
-                "firmware has crashed; not touching it"
-            )
+        require_healthy_afu(port, afu_id)
         views.append(PortView(port, interface_id, afu_id))
     return views
+
+
+def require_healthy_afu(port: Port, afu_id: str) -> None:
+    """Refuse a port that reports the all-ones AFU ID of crashed firmware."""
+    if is_unhealthy(afu_id):
+        raise DeviceError(
+            f"port {port.name} reports an all-ones AFU ID: the card's "
+            "firmware has crashed; not touching it"
+        )
 
 
 def assign(requests: list[Request], views: list[PortView]) -> list[Assignment]:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from fpga_crihook.errors import InputError
-from fpga_crihook.ids import InvalidIdError, canonical_id, is_unhealthy
+from fpga_crihook.ids import InvalidIdError, requested_id
 
 REGION_PREFIX = "FPGA_REGION_"
 AFU_PREFIX = "FPGA_AFU_"
@@ -93,12 +93,9 @@ def _fpga_variables(env: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]
 
 def _parse_id(variable: str, value: str) -> str:
     try:
-        identifier = canonical_id(value)
+        return requested_id(value)
     except InvalidIdError as error:
         raise InputError(f"{printable(variable)}: {error}") from None
-    if is_unhealthy(identifier):
-        raise InputError(f"{printable(variable)}: the all-ones ID is not a valid request")
-    return identifier
 
 
 def _suffix_order(suffix: str) -> tuple[int, int, str]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fpga_crihook.ids import InvalidIdError, canonical_id, is_unhealthy
+from fpga_crihook.ids import InvalidIdError, canonical_id, is_unhealthy, requested_id
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,11 @@ def test_anything_else_is_invalid(text: str) -> None:
 def test_all_ones_means_unhealthy() -> None:
     assert is_unhealthy("f" * 32)
     assert not is_unhealthy("f" * 31 + "e")
+
+
+def test_a_requested_id_must_not_be_all_ones() -> None:
+    assert requested_id("CE489693-98F0-5F33-946D-560708BE108A") == (
+        "ce48969398f05f33946d560708be108a"
+    )
+    with pytest.raises(InvalidIdError, match="all-ones ID is not a valid request"):
+        requested_id("F" * 32)
