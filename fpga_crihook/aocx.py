@@ -1,35 +1,29 @@
-"""OpenCL AOCX bitstreams: the GBS inside an ELF inside an ELF (DESIGN.md section 4).
+"""OpenCL AOCX files: a gzip-compressed GBS inside an ELF inside an ELF (DESIGN.md section 4).
 
 An ``.aocx`` file is an ELF whose ``.acl.fpga.bin`` section is itself an ELF
-whose ``.acl.gbs.gz`` section is a gzip-compressed GBS. The file is mapped,
-both ELF layers are read in place through that mapping, and the GBS is
+whose ``.acl.gbs.gz`` section is a gzip-compressed GBS. Both ELF layers are
+read in place through the caller's mapping of the file, and the GBS is
 inflated straight into the one buffer that is later handed to the kernel,
 sized from the gzip trailer: the process holds about one copy of the GBS.
 
-pyelftools is imported here only, and this module only by
-:func:`fpga_crihook.bitstream.open_bitstream` when it meets an AOCX.
+This module knows ELF and gzip, not the GBS format: what the GBS image says
+is :mod:`fpga_crihook.gbs`'s business, and opening files is
+:mod:`fpga_crihook.bitstream`'s, the only importer of this module (and so
+of pyelftools).
 """
 
 import contextlib
 import dataclasses
 import io
 import mmap
-import os
 import zlib
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Mapping
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, NamedTuple, cast
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from fpga_crihook.bitstream import (
-    GBS_HEADER,
-    Bitstream,
-    BitstreamKind,
-    open_regular_file,
-    parse_gbs,
-)
 from fpga_crihook.errors import BitstreamError
 
 FPGA_BIN_SECTION = ".acl.fpga.bin"
@@ -43,6 +37,7 @@ TEXT_SECTIONS = {
     "board_package": ".acl.board_package",
 }
 MAX_GBS_BYTES = 1 << 30  # far above any real GBS; bounds what a gzip trailer can make us allocate
+MIN_GBS_BYTES = 21  # a 20-byte GBS header and at least one byte after it
 MAX_TEXT_BYTES = 64 * 1024
 MAX_SECTIONS = 4096
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -53,34 +48,22 @@ _GZIP_WINDOW = 31  # zlib wbits for a gzip wrapper (header, CRC-32 and size chec
 _SHF_COMPRESSED = 0x800
 
 
-@contextlib.contextmanager
-def open_aocx(path: Path, store: Path | None) -> Iterator[Bitstream]:
-    """Open an AOCX file and validate the GBS it embeds like any other GBS.
+class EmbeddedGbs(NamedTuple):
+    """What an AOCX file carries: the inflated GBS image and its ``.acl.*`` text sections."""
 
-    The yielded :class:`Bitstream` has kind AOCX, ``raw`` a writable view of
-    the embedded GBS's raw part, and the ``.acl.*`` text sections in
-    ``details``. With *store*, the file must resolve inside it.
+    gbs_image: bytearray
+    details: Mapping[str, str]
+
+
+def extract(mapping: mmap.mmap, path: Path) -> EmbeddedGbs:
+    """Read both ELF layers of the AOCX file mapped at *mapping* and inflate its GBS.
+
+    *path* names the file in error messages. The GBS image is not validated
+    here; the caller parses it like any other GBS.
     """
-    fd = open_regular_file(path, store)
-    try:
-        size = os.fstat(fd).st_size
-        if size < len(b"\x7fELF"):
-            raise BitstreamError(f"{path} is not an AOCX file: {size} bytes is too short for ELF")
-        mapping = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-    finally:
-        os.close(fd)
-    with mapping:
-        with memoryview(mapping) as file_view:
-            details, compressed_range = _read_layers(file_view, path)
-        image = _gunzip(mapping, compressed_range, path)
-    with memoryview(image) as image_view:
-        embedded = parse_gbs(image_view, Path(f"{path} (embedded GBS)"))
-        try:
-            yield dataclasses.replace(
-                embedded, source=path, kind=BitstreamKind.AOCX, details=details
-            )
-        finally:
-            embedded.raw.release()
+    with memoryview(mapping) as file_view:
+        details, compressed_range = _read_layers(file_view, path)
+    return EmbeddedGbs(_gunzip(mapping, compressed_range, path), details)
 
 
 def _read_layers(file_view: memoryview, path: Path) -> tuple[dict[str, str], slice]:
@@ -169,10 +152,10 @@ def _gunzip(mapping: mmap.mmap, section: slice, path: Path) -> bytearray:
         raise BitstreamError(f"{where} is not gzip data")
     # ISIZE, the last four bytes: the uncompressed size modulo 2**32.
     declared = int.from_bytes(mapping[section.stop - 4 : section.stop], "little")
-    if not GBS_HEADER.size < declared <= MAX_GBS_BYTES:
+    if not MIN_GBS_BYTES <= declared <= MAX_GBS_BYTES:
         raise BitstreamError(
             f"{where} declares an uncompressed size of {declared} bytes, outside "
-            f"the {GBS_HEADER.size + 1}..{MAX_GBS_BYTES} bytes a GBS can have"
+            f"the {MIN_GBS_BYTES}..{MAX_GBS_BYTES} bytes a GBS can have"
         )
     if declared > length * _MAX_DEFLATE_RATIO:  # a corrupt trailer: refuse before allocating
         raise BitstreamError(

@@ -1,6 +1,8 @@
-"""Bitstream files: the store's layout, GBS parsing and metadata validation.
+"""Bitstream files: the store's layout, opening a GBS or AOCX file, and what both yield.
 
-DESIGN.md section 4 has the formats. A GBS file is mapped, not read: the raw
+DESIGN.md section 4 has the formats; :mod:`fpga_crihook.gbs` parses a GBS
+image and :mod:`fpga_crihook.aocx` digs the GBS image out of an AOCX file;
+this module is the only one that knows both. A GBS file is mapped, not read: the raw
 bitstream handed to the kernel is a view into a private (copy-on-write)
 mapping of the file, so tens of MiB are never copied in user space, and a
 dry run or a metadata check never touches the raw bytes at all.
@@ -12,20 +14,16 @@ import enum
 import mmap
 import os
 import stat
-import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from fpga_crihook import jsondocs
+from fpga_crihook import gbs
 from fpga_crihook.errors import BitstreamError
-from fpga_crihook.ids import InvalidIdError, canonical_id
+from fpga_crihook.gbs import GBS_HEADER, GBS_MAGIC, MAX_METADATA_BYTES, GbsMetadata
 from fpga_crihook.sysfs import is_within
 
-GBS_MAGIC = b"XeonFPGA\xb7GBSv001"
 ELF_MAGIC = b"\x7fELF"
-GBS_HEADER = struct.Struct("<16sI")  # magic, u32 metadata length (little endian)
-MAX_METADATA_BYTES = 1 << 20
 # buffer_size of the PR ioctl is a u32 (DESIGN.md section 5): no larger raw bitstream can be
 # programmed, and mapping a larger file could fail for lack of memory.
 MAX_GBS_FILE_BYTES = GBS_HEADER.size + MAX_METADATA_BYTES + 0xFFFFFFFF
@@ -43,22 +41,6 @@ class StoreEntry(NamedTuple):
 
     path: Path
     kind: BitstreamKind
-
-
-@dataclasses.dataclass(frozen=True)
-class GbsMetadata:
-    """The validated metadata block of a GBS file."""
-
-    document: Mapping[str, Any]
-    interface_id: str | None
-    afu_ids: tuple[str, ...]
-    names: tuple[str, ...]
-
-    @property
-    def platform_name(self) -> str | None:
-        """The ``platform-name`` field, when the packager wrote one."""
-        name = self.document.get("platform-name")
-        return name if isinstance(name, str) else None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -138,13 +120,8 @@ def detect_kind(path: Path) -> BitstreamKind:
 @contextlib.contextmanager
 def open_bitstream(path: Path, kind: BitstreamKind, store: Path | None) -> Iterator[Bitstream]:
     """Open and validate a bitstream; with *store*, the file must resolve inside it."""
-    if kind is BitstreamKind.AOCX:
-        from fpga_crihook import aocx  # noqa: PLC0415 (pyelftools only when needed)
-
-        with aocx.open_aocx(path, store) as bitstream:
-            yield bitstream
-        return
-    with _open_gbs_file(path, store) as bitstream:
+    opener = _open_aocx_file if kind is BitstreamKind.AOCX else _open_gbs_file
+    with opener(path, store) as bitstream:
         yield bitstream
 
 
@@ -154,6 +131,31 @@ def _open_gbs_file(path: Path, store: Path | None) -> Iterator[Bitstream]:
         bitstream = parse_gbs(view, path)
         try:
             yield dataclasses.replace(bitstream, gbs_path=path)
+        finally:
+            bitstream.raw.release()
+
+
+@contextlib.contextmanager
+def _open_aocx_file(path: Path, store: Path | None) -> Iterator[Bitstream]:
+    """The GBS embedded in an AOCX, inflated into one buffer and validated like any GBS."""
+    from fpga_crihook import aocx  # noqa: PLC0415 (pyelftools only when needed)
+
+    fd = open_regular_file(path, store)
+    try:
+        size = os.fstat(fd).st_size
+        if size < len(ELF_MAGIC):
+            raise BitstreamError(f"{path} is not an AOCX file: {size} bytes is too short for ELF")
+        mapping = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    with mapping:
+        embedded = aocx.extract(mapping, path)
+    with memoryview(embedded.gbs_image) as image_view:
+        bitstream = parse_gbs(image_view, Path(f"{path} (embedded GBS)"))
+        try:
+            yield dataclasses.replace(
+                bitstream, source=path, kind=BitstreamKind.AOCX, details=embedded.details
+            )
         finally:
             bitstream.raw.release()
 
@@ -182,50 +184,8 @@ def _map_file(path: Path, store: Path | None) -> mmap.mmap:
 
 def parse_gbs(view: memoryview, source: Path) -> Bitstream:
     """Parse a GBS image held in *view*; the result's ``raw`` is a slice of it."""
-    if len(view) < GBS_HEADER.size:
-        raise BitstreamError(
-            f"{source} is truncated: {len(view)} bytes is shorter than the "
-            f"{GBS_HEADER.size}-byte GBS header"
-        )
-    magic, length = GBS_HEADER.unpack_from(view)
-    if magic != GBS_MAGIC:
-        raise BitstreamError(f"{source} is not a GBS file: wrong magic bytes")
-    end = GBS_HEADER.size + length
-    if length == 0:
-        raise BitstreamError(f"{source}: the GBS metadata length is zero")
-    if length > MAX_METADATA_BYTES:
-        raise BitstreamError(
-            f"{source}: the GBS metadata length {length} is larger than "
-            f"the {MAX_METADATA_BYTES}-byte limit"
-        )
-    if end > len(view):
-        raise BitstreamError(
-            f"{source}: the GBS metadata length {length} runs past the end "
-            f"of the file ({len(view)} bytes)"
-        )
-    if end == len(view):
-        raise BitstreamError(f"{source}: there is no raw bitstream after the GBS metadata")
-    with view[GBS_HEADER.size : end] as metadata_bytes:
-        metadata = parse_metadata(bytes(metadata_bytes), source)
-    return Bitstream(source, BitstreamKind.GBS, metadata, length, view[end:])
-
-
-def parse_metadata(raw: bytes, source: Path) -> GbsMetadata:
-    """Decode, validate (JSON Schema shipped in the package) and extract the IDs."""
-    try:
-        document = jsondocs.decode(raw)
-    except jsondocs.JsonProblem as problem:
-        raise BitstreamError(f"{source}: the GBS metadata {problem}") from None
-    _validate_against_schema(document, source)
-    image = document["afu-image"]
-    clusters = image["accelerator-clusters"]
-    interface = image.get("interface-uuid")
-    return GbsMetadata(
-        document=document,
-        interface_id=None if interface is None else _metadata_id(interface, source),
-        afu_ids=tuple(_metadata_id(c["accelerator-type-uuid"], source) for c in clusters),
-        names=tuple(cluster["name"] for cluster in clusters),
-    )
+    image = gbs.parse(view, source)
+    return Bitstream(source, BitstreamKind.GBS, image.metadata, image.metadata_size, image.raw)
 
 
 def open_regular_file(path: Path, store: Path | None) -> int:
@@ -242,25 +202,3 @@ def open_regular_file(path: Path, store: Path | None) -> int:
         os.close(fd)
         raise BitstreamError(f"{path} is not a regular file")
     return fd
-
-
-def _metadata_id(value: str, source: Path) -> str:
-    try:
-        return canonical_id(value)
-    except InvalidIdError as error:
-        raise BitstreamError(f"{source}: the GBS metadata has an invalid ID: {error}") from None
-
-
-def _validate_against_schema(document: Any, source: Path) -> None:
-    from jsonschema.exceptions import best_match  # noqa: PLC0415 (only when a file is checked)
-
-    error = best_match(jsondocs.schema_validator("gbs-metadata").iter_errors(document))
-    if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "top level"
-        raise BitstreamError(
-            f"{source}: the GBS metadata breaks the schema at {where}: {_shorten(error.message)}"
-        )
-
-
-def _shorten(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."

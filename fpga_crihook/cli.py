@@ -248,10 +248,10 @@ def devices(settings: Settings, as_json: bool) -> None:
         fpga-crihook devices
         fpga-crihook --sysfs testdata/node/sys devices --json
     """
-    from fpga_crihook import inventory  # noqa: PLC0415 (keep --help fast)
+    from fpga_crihook.commands import devices as listing  # noqa: PLC0415 (keep --help fast)
 
-    cards = inventory.scan(settings)
-    _echo(inventory.as_json(cards) if as_json else inventory.table(cards, settings.sysfs))
+    cards = listing.scan(settings)
+    _echo(listing.as_json(cards) if as_json else listing.table(cards, settings.sysfs))
 
 
 @cli.command("gbs-info")
@@ -269,10 +269,10 @@ def gbs_info(file: Path, as_json: bool) -> None:
     Example:
         fpga-crihook gbs-info /srv/intel.com/fpga/ce48.../d842....gbs
     """
-    from fpga_crihook import bitstream_info  # noqa: PLC0415
+    from fpga_crihook.commands import gbs_info as showing  # noqa: PLC0415
 
-    info = bitstream_info.describe(file)
-    _echo(bitstream_info.as_json(info) if as_json else bitstream_info.text(info))
+    info = showing.describe(file)
+    _echo(showing.as_json(info) if as_json else showing.text(info))
 
 
 @cli.command("program")
@@ -299,7 +299,7 @@ def program(settings: Settings, device: str, dry_run: bool, force: bool, file: P
     Example:
         fpga-crihook program --port /dev/dfl-port.0 nlb_3.gbs
     """
-    from fpga_crihook import manual  # noqa: PLC0415
+    from fpga_crihook.commands import program as manual  # noqa: PLC0415
 
     settings = dataclasses.replace(settings, dry_run=settings.dry_run or dry_run)
     settings.check()
@@ -330,7 +330,7 @@ def install(settings: Settings, afu_id: str | None, force: bool, file: Path) -> 
         fpga-crihook install nlb_3.gbs
         fpga-crihook install --afu-id 18b79ffa2ee54aa096ef4230dafacb5f vector_add.aocx
     """
-    from fpga_crihook import install as installing  # noqa: PLC0415
+    from fpga_crihook.commands import install as installing  # noqa: PLC0415
 
     result = installing.install(file, settings.bitstreams, afu_id, force)
     _echo(installing.summary(result, file))
@@ -352,7 +352,7 @@ def check(settings: Settings, files: tuple[Path, ...]) -> None:
     Example:
         fpga-crihook check /etc/containers/oci/hooks.d/intel-fpga-crihook.json
     """
-    from fpga_crihook import checks  # noqa: PLC0415
+    from fpga_crihook.commands import check as checks  # noqa: PLC0415
 
     findings = checks.run_checks(list(files) or [checks.shipped_hooks_file()], settings)
     _echo("\n".join(str(finding) for finding in findings))

@@ -9,7 +9,6 @@ embedded GBS is written to a private temporary file for the call.
 """
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -20,9 +19,10 @@ from typing import IO, NamedTuple
 
 import structlog
 
-from fpga_crihook.bitstream import GBS_HEADER, GBS_MAGIC, Bitstream
+from fpga_crihook.bitstream import Bitstream
 from fpga_crihook.devices import Port
 from fpga_crihook.errors import ProgrammingError, SettingsError
+from fpga_crihook.gbs import header_and_metadata
 from fpga_crihook.settings import Settings
 
 OUTPUT_LINES = 5  # of fpgaconf's output, the last lines go into an error
@@ -136,7 +136,7 @@ def _gbs_file(bitstream: Bitstream) -> Iterator[Path]:
     try:
         try:
             with os.fdopen(fd, "wb") as gbs:
-                gbs.write(_header_and_metadata(bitstream))
+                gbs.write(header_and_metadata(bitstream.metadata))
                 gbs.write(bitstream.raw)
         except OSError as error:  # e.g. ENOSPC: tens of MiB go to the temporary directory
             raise _temporary_gbs_error(bitstream, error) from None
@@ -151,12 +151,6 @@ def _temporary_gbs_error(bitstream: Bitstream, error: OSError) -> ProgrammingErr
         f"cannot write the GBS embedded in {bitstream.source} to a temporary file for "
         f"fpgaconf in {tempfile.gettempdir()}: {error.strerror} (TMPDIR chooses the directory)"
     )
-
-
-def _header_and_metadata(bitstream: Bitstream) -> bytes:
-    """Rebuild the GBS header and metadata in front of the raw part (same content)."""
-    metadata = json.dumps(bitstream.metadata.document).encode("utf-8")
-    return GBS_HEADER.pack(GBS_MAGIC, len(metadata)) + metadata
 
 
 def _exit_status(returncode: int) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from fpga_crihook import tables
+from fpga_crihook.commands import tables
 from fpga_crihook.devices import Driver, Fme, pci_address_of, port_from_sysfs_dir
 from fpga_crihook.errors import DeviceBusyError, DeviceError
 from fpga_crihook.ids import is_unhealthy

@@ -18,7 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from fpga_crihook import inventory, jsondocs
+from fpga_crihook import jsondocs
+from fpga_crihook.commands.devices import CardInfo, Health, scan
 from fpga_crihook.devices import Driver
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
 from fpga_crihook.settings import Settings
@@ -94,7 +95,7 @@ def check_hooks_file(path: Path, settings: Settings | None = None) -> list[Findi
 
 def check_node(settings: Settings) -> list[Finding]:
     """Findings for the node: drivers, cards, FME device nodes, bitstream store."""
-    cards = inventory.scan(settings)
+    cards = scan(settings)
     findings = list(_driver_findings(cards, settings))
     for card in cards:
         findings.extend(_card_findings(card))
@@ -214,7 +215,7 @@ def _env_findings(path: Path, env: list[str], settings: Settings | None) -> Iter
             )
 
 
-def _driver_findings(cards: list[inventory.CardInfo], settings: Settings) -> Iterator[Finding]:
+def _driver_findings(cards: list[CardInfo], settings: Settings) -> Iterator[Finding]:
     if not cards:
         yield Finding(
             Level.ERROR,
@@ -229,7 +230,7 @@ def _driver_findings(cards: list[inventory.CardInfo], settings: Settings) -> Ite
             yield Finding(Level.OK, f"{driver.label} driver: {count} card(s) under {where}")
 
 
-def _card_findings(card: inventory.CardInfo) -> Iterator[Finding]:
+def _card_findings(card: CardInfo) -> Iterator[Finding]:
     name = f"{card.driver.label} card {card.name} ({card.pci_address or 'no PCI address'})"
     if card.fme is None:
         yield Finding(Level.ERROR, f"{name}: {card.problem}")
@@ -244,14 +245,14 @@ def _card_findings(card: inventory.CardInfo) -> Iterator[Finding]:
         )
     readings = [card.fme.interface, *(port.afu for port in card.ports)]
     for reading in readings:
-        if reading.health is inventory.Health.HEALTHY:
+        if reading.health is Health.HEALTHY:
             continue
-        level = Level.WARNING if reading.health is inventory.Health.BUSY else Level.ERROR
+        level = Level.WARNING if reading.health is Health.BUSY else Level.ERROR
         detail = reading.problem or "it reports all-ones IDs: the firmware has crashed"
         yield Finding(level, f"{name}: {reading.health}: {detail}")
 
 
-def _store_findings(store: Path, cards: list[inventory.CardInfo]) -> Iterator[Finding]:
+def _store_findings(store: Path, cards: list[CardInfo]) -> Iterator[Finding]:
     if not store.is_dir() or not os.access(store, os.R_OK | os.X_OK):
         yield Finding(Level.ERROR, f"bitstream store {store} is missing or not readable")
         return

@@ -9,10 +9,11 @@ import pytest
 from conftest import AFU_1, AFU_2, REGION_A, REGION_B
 from simnode import SimNode, add_card
 
-from fpga_crihook import inventory, sysfs
+from fpga_crihook import sysfs
+from fpga_crihook.commands import devices as inventory
+from fpga_crihook.commands.devices import Health, af_resource, region_resource, scan
 from fpga_crihook.devices import Driver
 from fpga_crihook.ids import UNHEALTHY_ID
-from fpga_crihook.inventory import Health, af_resource, region_resource, scan
 from fpga_crihook.settings import Settings
 
 

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fpga_crihook import tables
-from fpga_crihook.bitstream import GBS_HEADER, BitstreamKind, detect_kind, open_bitstream
+from fpga_crihook.bitstream import BitstreamKind, detect_kind, open_bitstream
+from fpga_crihook.commands import tables
+from fpga_crihook.gbs import GBS_HEADER
 
 
 @dataclasses.dataclass(frozen=True)

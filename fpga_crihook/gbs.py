@@ -1,0 +1,121 @@
+"""The GBS format (OPAE "green bitstream", DESIGN.md section 4): header, metadata, raw part.
+
+This module knows one file format and nothing of the store, of AOCX files
+or of how the bytes reached memory: it parses an image held in a buffer and
+hands back views into that same buffer, so the raw part is never copied.
+"""
+
+import dataclasses
+import json
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from fpga_crihook import jsondocs
+from fpga_crihook.errors import BitstreamError
+from fpga_crihook.ids import InvalidIdError, canonical_id
+
+GBS_MAGIC = b"XeonFPGA\xb7GBSv001"
+GBS_HEADER = struct.Struct("<16sI")  # magic, u32 metadata length (little endian)
+MAX_METADATA_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class GbsMetadata:
+    """The validated metadata block of a GBS file."""
+
+    document: Mapping[str, Any]
+    interface_id: str | None
+    afu_ids: tuple[str, ...]
+    names: tuple[str, ...]
+
+    @property
+    def platform_name(self) -> str | None:
+        """The ``platform-name`` field, when the packager wrote one."""
+        name = self.document.get("platform-name")
+        return name if isinstance(name, str) else None
+
+
+class GbsImage(NamedTuple):
+    """A parsed GBS: its metadata, the metadata's length, and a view of the raw part."""
+
+    metadata: GbsMetadata
+    metadata_size: int
+    raw: memoryview
+
+
+def parse(view: memoryview, source: Path) -> GbsImage:
+    """Parse a GBS image held in *view*; the result's ``raw`` is a slice of it."""
+    if len(view) < GBS_HEADER.size:
+        raise BitstreamError(
+            f"{source} is truncated: {len(view)} bytes is shorter than the "
+            f"{GBS_HEADER.size}-byte GBS header"
+        )
+    magic, length = GBS_HEADER.unpack_from(view)
+    if magic != GBS_MAGIC:
+        raise BitstreamError(f"{source} is not a GBS file: wrong magic bytes")
+    end = GBS_HEADER.size + length
+    if length == 0:
+        raise BitstreamError(f"{source}: the GBS metadata length is zero")
+    if length > MAX_METADATA_BYTES:
+        raise BitstreamError(
+            f"{source}: the GBS metadata length {length} is larger than "
+            f"the {MAX_METADATA_BYTES}-byte limit"
+        )
+    if end > len(view):
+        raise BitstreamError(
+            f"{source}: the GBS metadata length {length} runs past the end "
+            f"of the file ({len(view)} bytes)"
+        )
+    if end == len(view):
+        raise BitstreamError(f"{source}: there is no raw bitstream after the GBS metadata")
+    with view[GBS_HEADER.size : end] as metadata_bytes:
+        metadata = parse_metadata(bytes(metadata_bytes), source)
+    return GbsImage(metadata, length, view[end:])
+
+
+def parse_metadata(raw: bytes, source: Path) -> GbsMetadata:
+    """Decode, validate (JSON Schema shipped in the package) and extract the IDs."""
+    try:
+        document = jsondocs.decode(raw)
+    except jsondocs.JsonProblem as problem:
+        raise BitstreamError(f"{source}: the GBS metadata {problem}") from None
+    _validate_against_schema(document, source)
+    image = document["afu-image"]
+    clusters = image["accelerator-clusters"]
+    interface = image.get("interface-uuid")
+    return GbsMetadata(
+        document=document,
+        interface_id=None if interface is None else _metadata_id(interface, source),
+        afu_ids=tuple(_metadata_id(c["accelerator-type-uuid"], source) for c in clusters),
+        names=tuple(cluster["name"] for cluster in clusters),
+    )
+
+
+def header_and_metadata(metadata: GbsMetadata) -> bytes:
+    """A GBS header and metadata block for *metadata*, to put in front of its raw part."""
+    block = json.dumps(metadata.document).encode("utf-8")
+    return GBS_HEADER.pack(GBS_MAGIC, len(block)) + block
+
+
+def _metadata_id(value: str, source: Path) -> str:
+    try:
+        return canonical_id(value)
+    except InvalidIdError as error:
+        raise BitstreamError(f"{source}: the GBS metadata has an invalid ID: {error}") from None
+
+
+def _validate_against_schema(document: Any, source: Path) -> None:
+    from jsonschema.exceptions import best_match  # noqa: PLC0415 (only when a file is checked)
+
+    error = best_match(jsondocs.schema_validator("gbs-metadata").iter_errors(document))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "top level"
+        raise BitstreamError(
+            f"{source}: the GBS metadata breaks the schema at {where}: {_shorten(error.message)}"
+        )
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
