@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 import structlog
+from click.core import ParameterSource
 
 from fpga_crihook import logs
 from fpga_crihook.errors import HookError
@@ -28,7 +29,7 @@ EXIT_FAILURE = 1
 
 
 def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Turn the project's errors into one error event and exit status 1."""
+    """Turn the project's errors into the failure event, the operator's line and exit status 1."""
 
     @functools.wraps(command)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -36,12 +37,12 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
         try:
             return command(*args, **kwargs)
         except HookError as error:
-            structlog.get_logger().error(f"{name} failed", error=str(error))
+            sentence = str(error)
         except Exception as error:  # noqa: BLE001 (the last line of defence: no traceback)
             # The same event as for any failure: operators watch for "prestart failed".
-            structlog.get_logger().error(
-                f"{name} failed", error=f"internal error: {type(error).__name__}: {error}"
-            )
+            sentence = f"internal error: {type(error).__name__}: {error}"
+        structlog.get_logger().error(f"{name} failed", error=sentence)
+        logs.report_failure(sentence)
         raise SystemExit(EXIT_FAILURE)
 
     return wrapper
@@ -157,7 +158,16 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
     show_envvar=True,
     default=None,
     type=click.Path(path_type=Path),
-    help="Also append log lines to this file.",
+    help="Also append events to this file (a regular file).",
+)
+@click.option(
+    "--syslog",
+    envvar="FPGA_CRIHOOK_SYSLOG",
+    show_envvar=True,
+    default=logs.SYSLOG_AUTO,
+    show_default=True,
+    metavar="auto|off|SOCKET",
+    help="Send events to syslog (the journal): auto means /dev/log when it exists.",
 )
 @click.version_option(package_name="fpga-crihook")
 @click.pass_context
@@ -176,13 +186,24 @@ def cli(
     log_level: str,
     log_format: str,
     log_file: Path | None,
+    syslog: str,
 ) -> None:
     """Program Intel FPGA ports with the accelerator a container asks for.
 
     CRI-O runs `fpga-crihook prestart` before an FPGA container starts; the
     other commands help operators see and prepare what the hook uses.
     """
-    logs.configure(log_level, logs.LogFormat(log_format), log_file)
+    format_chosen = _source(context, "log_format") is not ParameterSource.DEFAULT
+    on_terminal = os.isatty(logs.STDERR)
+    logs.configure(
+        log_level,
+        logs.LogFormat(log_format),
+        log_file,
+        syslog=syslog,
+        events_on_stderr=on_terminal or _asked_for_events(context),
+        # Lines for people on a terminal, unless a format was chosen.
+        stderr_format=None if format_chosen or not on_terminal else logs.LogFormat.CONSOLE,
+    )
     context.obj = Settings(
         sysfs=sysfs,
         devfs=devfs,
@@ -195,6 +216,22 @@ def cli(
         lock_timeout=lock_timeout,
         busy_timeout=busy_timeout,
     )
+
+
+def _asked_for_events(context: click.Context) -> bool:
+    """Events go to stderr only when someone asks, with an explicitly set --log-level or
+    --log-format (option, environment or config file), or when stderr is a terminal.
+
+    Otherwise stderr is the runtime's: nothing on success, one line on failure.
+    """
+    return any(
+        _source(context, name) is not ParameterSource.DEFAULT
+        for name in ("log_level", "log_format")
+    )
+
+
+def _source(context: click.Context, name: str) -> ParameterSource:
+    return context.get_parameter_source(name) or ParameterSource.DEFAULT
 
 
 @cli.command("prestart")
@@ -227,6 +264,7 @@ def prestart(settings: Settings) -> None:
 
 
 cli.add_command(prestart, "createRuntime")
+
 
 _JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 
@@ -367,13 +405,14 @@ def _echo(output: str | dict[str, Any]) -> None:
 
 def main() -> None:
     """Console-script entry point: one line per error, exit status 1, never a traceback."""
+    logs.keep_standard_descriptors_open()
     ensure_path_variable(os.environ)
     try:
         status: Any = cli.main(prog_name="fpga-crihook", standalone_mode=False)
     except click.exceptions.Exit as done:
         status = done.exit_code
     except click.ClickException as error:
-        sys.stderr.write(f"fpga-crihook: error: {error.format_message()}\n")
+        logs.say(f"{logs.IDENTIFIER}: {error.format_message()}")
         status = EXIT_FAILURE
     except click.Abort:
         status = EXIT_FAILURE

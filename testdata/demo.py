@@ -39,14 +39,17 @@ def _state(bundle: Path) -> str:
     return json.dumps(state)
 
 
-def _run_hook(node: Path, state: str) -> int:
+def _run_hook(node: Path, state: str, log_file: Path) -> int:
     env = {
         "FPGA_CRIHOOK_SYSFS": str(node / "sys"),
         "FPGA_CRIHOOK_DEVFS": str(node / "dev"),
         "FPGA_CRIHOOK_BITSTREAMS": str(node / "store"),
         "FPGA_CRIHOOK_LOCK_DIR": str(node / "locks"),
         "FPGA_CRIHOOK_PROGRAMMER": "sim",
+        "FPGA_CRIHOOK_LOG_FILE": str(log_file),  # stands in for the journal here
+        "FPGA_CRIHOOK_SYSLOG": "off",
     }  # no PATH, as with a hooks.d env that sets none
+    seen = len(log_file.read_text().splitlines()) if log_file.exists() else 0
     result = subprocess.run(
         [str(HOOK), "prestart"],
         input=state,
@@ -55,9 +58,12 @@ def _run_hook(node: Path, state: str) -> int:
         capture_output=True,
         check=False,
     )
-    for line in result.stderr.splitlines():
-        print("    " + line)
-    print(f"    exit status {result.returncode}")
+    print(f"    exit status {result.returncode}, stderr (what CRI-O would show on failure):")
+    for line in result.stderr.splitlines() or ["(empty)"]:
+        print("      " + line)
+    print("    events (the journal, and here the log file):")
+    for line in log_file.read_text().splitlines()[seen:]:
+        print("      " + line)
     return result.returncode
 
 
@@ -68,14 +74,15 @@ def main() -> int:
         shutil.copytree(TESTDATA / "node", node, symlinks=True)
         afu_file = node / "sys" / "class" / "fpga_region" / "region0" / "dfl-port.0" / "afu_id"
         state = _state(_bundle(Path(scratch) / "bundle"))
+        log_file = Path(scratch) / "hook.log"
         print(f"simulated node: {node}")
         print(f"container asks for: {REQUEST}")
         print(f"\n1. dfl-port.0 holds AFU {afu_file.read_text().strip()}")
         print("\n2. first start: the hook programs the port")
-        first = _run_hook(node, state)
+        first = _run_hook(node, state, log_file)
         print(f"\n3. dfl-port.0 now holds AFU {afu_file.read_text().strip()}")
         print("\n4. second start of the same container: the hook skips")
-        second = _run_hook(node, state)
+        second = _run_hook(node, state, log_file)
         done = afu_file.read_text().strip() == REQUEST["FPGA_AFU_1"]
         print("\ndemo " + ("succeeded" if first == second == 0 and done else "FAILED"))
         return 0 if first == second == 0 and done else 1

@@ -40,13 +40,23 @@ class SimNode:
         return self.root / "store"
 
     def env(self, **extra: str) -> dict[str, str]:
-        """Hook settings pointing at this node, as hooks.d ``env`` would set them."""
+        """Hook settings pointing at this node, with the events as JSON lines on stderr.
+
+        Asking for a log format is what puts the events on stderr (where tests
+        read them); :meth:`quiet_env` leaves stderr as CRI-O sees it.
+        """
+        return self.quiet_env(**{"FPGA_CRIHOOK_LOG_FORMAT": "json", **extra})
+
+    def quiet_env(self, **extra: str) -> dict[str, str]:
+        """Hook settings pointing at this node, as a hooks.d ``env`` sets them: stderr
+        stays empty on success and holds one plain line on failure; no syslog."""
         settings = {
             "FPGA_CRIHOOK_SYSFS": str(self.sysfs),
             "FPGA_CRIHOOK_DEVFS": str(self.devfs),
             "FPGA_CRIHOOK_BITSTREAMS": str(self.store),
             "FPGA_CRIHOOK_LOCK_DIR": str(self.root / "locks"),
             "FPGA_CRIHOOK_PROGRAMMER": "sim",
+            "FPGA_CRIHOOK_SYSLOG": "off",  # tests never write the machine's journal
         }
         settings.update(extra)
         return settings
