@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 import structlog
@@ -21,6 +21,9 @@ from click.core import ParameterSource
 from fpga_crihook import logs
 from fpga_crihook.errors import HookError
 from fpga_crihook.settings import ProgrammerKind, Settings, ensure_path_variable
+
+if TYPE_CHECKING:
+    from fpga_crihook.hook import Progress
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -169,6 +172,14 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
     metavar="auto|off|SOCKET",
     help="Send events to syslog (the journal): auto means /dev/log when it exists.",
 )
+@click.option(
+    "--metrics-dir",
+    envvar="FPGA_CRIHOOK_METRICS_DIR",
+    show_envvar=True,
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Keep fpga_crihook.prom here for node-exporter's textfile collector.",
+)
 @click.version_option(package_name="fpga-crihook")
 @click.pass_context
 def cli(
@@ -187,6 +198,7 @@ def cli(
     log_format: str,
     log_file: Path | None,
     syslog: str,
+    metrics_dir: Path | None,
 ) -> None:
     """Program Intel FPGA ports with the accelerator a container asks for.
 
@@ -215,6 +227,7 @@ def cli(
         dry_run=dry_run,
         lock_timeout=lock_timeout,
         busy_timeout=busy_timeout,
+        metrics_dir=metrics_dir,
     )
 
 
@@ -258,12 +271,29 @@ def prestart(settings: Settings) -> None:
             "not an FPGA region container: nothing to do", container_id=state.id
         )
         return
-    from fpga_crihook.hook import run_prestart  # noqa: PLC0415
+    from fpga_crihook.hook import Progress, run_prestart  # noqa: PLC0415
 
-    run_prestart(state, settings)
+    progress = Progress()
+    succeeded = False
+    try:
+        run_prestart(state, settings, progress)
+        succeeded = True
+    finally:
+        if settings.metrics_dir is not None:
+            _record_metrics(settings.metrics_dir, progress, failed=not succeeded)
 
 
 cli.add_command(prestart, "createRuntime")
+
+
+def _record_metrics(directory: Path, progress: "Progress", failed: bool) -> None:
+    from fpga_crihook import metrics  # noqa: PLC0415 (only runs that write metrics)
+
+    outcomes = progress.outcomes(failed)
+    metrics.record(
+        directory,
+        [metrics.PortOutcome(port, str(outcome), seconds) for port, outcome, seconds in outcomes],
+    )
 
 
 _JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
@@ -278,8 +308,9 @@ def devices(settings: Settings, as_json: bool) -> None:
 
     For each port: driver, PCI address, FME device node and region interface
     ID, port device node, port number, AFU ID and health (healthy, unhealthy,
-    busy or unreadable); then the resource names the Intel FPGA device plugin
-    announces (region and af mode).
+    busy or unreadable), and with --metrics-dir how often the hook programmed,
+    skipped and failed on it; then the resource names the Intel FPGA device
+    plugin announces (region and af mode).
 
     \b
     Example:
@@ -289,7 +320,14 @@ def devices(settings: Settings, as_json: bool) -> None:
     from fpga_crihook.commands import devices as listing  # noqa: PLC0415 (keep --help fast)
 
     cards = listing.scan(settings)
-    _echo(listing.as_json(cards) if as_json else listing.table(cards, settings.sysfs))
+    counts = None
+    if settings.metrics_dir is not None:
+        from fpga_crihook import metrics  # noqa: PLC0415
+
+        counts = metrics.port_counts(settings.metrics_dir)
+    _echo(
+        listing.as_json(cards, counts) if as_json else listing.table(cards, settings.sysfs, counts)
+    )
 
 
 @cli.command("gbs-info")

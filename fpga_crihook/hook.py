@@ -7,6 +7,7 @@ Every step raises a :class:`~fpga_crihook.errors.HookError` subclass when it
 cannot go on; the CLI turns that into the error event and exit status 1.
 """
 
+import dataclasses
 import enum
 import time
 from pathlib import Path
@@ -45,21 +46,49 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"  # it already held the AFU
     PROGRAMMED = "programmed"
     WOULD_PROGRAM = "would program"  # dry run
+    FAILED = "failed"
 
 
 class PortResult(NamedTuple):
-    """The outcome for one request."""
+    """The outcome for one request, and how long programming and verifying took."""
 
     assignment: Assignment
     outcome: Outcome
+    seconds: float | None = None
 
 
-def run_prestart(state: State, settings: Settings) -> list[PortResult]:
+@dataclasses.dataclass
+class Progress:
+    """How far a run got, kept by the caller: a run that fails still tells which
+    ports it dealt with (the metrics count failures per port)."""
+
+    ports: list[Port] = dataclasses.field(default_factory=list)  # once resolved
+    results: list[PortResult] = dataclasses.field(default_factory=list)  # failed ones too
+
+    def outcomes(self, failed: bool) -> list[tuple[str, Outcome, float | None]]:
+        """Each port's outcome; for a run that *failed* before a port was marked so,
+        every port it had not finished counts as failed."""
+        done = [
+            (result.assignment.port.name, result.outcome, result.seconds) for result in self.results
+        ]
+        if not failed or any(outcome is Outcome.FAILED for _, outcome, _ in done):
+            return done
+        finished = {name for name, _, _ in done}
+        return done + [
+            (port.name, Outcome.FAILED, None) for port in self.ports if port.name not in finished
+        ]
+
+
+def run_prestart(
+    state: State, settings: Settings, progress: Progress | None = None
+) -> list[PortResult]:
     """Make every port the container was given hold the AFU it asked for.
 
     Returns the per-port outcomes (empty for a container that is not an FPGA
     region container); raises on the first request that cannot be satisfied.
+    *progress*, when given, follows the run and keeps what it did when it raises.
     """
+    progress = Progress() if progress is None else progress
     log = structlog.get_logger()
     _bind_container(state)
     if not state.is_fpga_region_container:
@@ -68,7 +97,7 @@ def run_prestart(state: State, settings: Settings) -> list[PortResult]:
     config = load_config(Path(state.bundle))
     _require_fields(config, Path(state.bundle) / "config.json")
     requests = parse_requests(config.env)
-    ports = resolve_ports(config.devices, settings)
+    ports = progress.ports = resolve_ports(config.devices, settings)
     if not ports:
         raise DeviceError(
             "the container has the FPGA region annotation but none of its "
@@ -83,8 +112,8 @@ def run_prestart(state: State, settings: Settings) -> list[PortResult]:
     assignments = assign(requests, survey(ports, settings.busy_timeout))
     if settings.dry_run:
         make_programmer(settings)  # a dry run, too, checks that it could program
-        return _ensure_all(assignments, None, settings)
-    return _ensure_all(assignments, LazyProgrammer(settings), settings)
+        return _ensure_all(assignments, None, settings, progress.results)
+    return _ensure_all(assignments, LazyProgrammer(settings), settings, progress.results)
 
 
 def ensure_port(
@@ -93,7 +122,7 @@ def ensure_port(
     settings: Settings,
     force: bool = False,
     bitstream_file: StoreEntry | None = None,
-) -> Outcome:
+) -> PortResult:
     """Check, program and verify one port while holding its FME's lock.
 
     The port's AFU is read again under the lock: another hook may have just
@@ -114,41 +143,42 @@ def ensure_port(
             and (entry is None or entry.kind is BitstreamKind.GBS)
         ):
             log.info("port already holds the AFU: skipped")
-            return Outcome.SKIPPED
+            return PortResult(assignment, Outcome.SKIPPED)
         if entry is None:
             raise BitstreamError(
                 missing_message(settings.bitstreams, request.interface_id, request.afu_id)
             )
         store = settings.bitstreams if bitstream_file is None else None
         return _program(
-            entry, store, request, port, programmer, settings, log.bind(previous_afu_id=current)
+            entry, store, assignment, programmer, settings, log.bind(previous_afu_id=current)
         )
 
 
 def _program(
     entry: StoreEntry,
     store: Path | None,
-    request: Request,
-    port: Port,
+    assignment: Assignment,
     programmer: Programmer | None,
     settings: Settings,
     log: structlog.typing.FilteringBoundLogger,
-) -> Outcome:
+) -> PortResult:
+    request, port = assignment
     with open_bitstream(entry.path, entry.kind, store) as bitstream:
         expected_afu = _check_fits(bitstream, request)
         if programmer is None:
             log.info("dry run: would program the port", bitstream=str(entry.path))
-            return Outcome.WOULD_PROGRAM
+            return PortResult(assignment, Outcome.WOULD_PROGRAM)
         started = time.monotonic()
         programmer.program(port, bitstream)
         verify(port, bitstream, expected_afu, settings.busy_timeout)
+        seconds = time.monotonic() - started
         log.info(
             "port programmed",
             bitstream=str(entry.path),
             raw_bytes=len(bitstream.raw),
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            duration_ms=round(seconds * 1000, 1),
         )
-    return Outcome.PROGRAMMED
+    return PortResult(assignment, Outcome.PROGRAMMED, seconds)
 
 
 def verify(port: Port, bitstream: Bitstream, expected_afu: str, busy_timeout: float) -> None:
@@ -178,17 +208,21 @@ def _check_fits(bitstream: Bitstream, request: Request) -> str:
 
 
 def _ensure_all(
-    assignments: list[Assignment], programmer: Programmer | None, settings: Settings
+    assignments: list[Assignment],
+    programmer: Programmer | None,
+    settings: Settings,
+    results: list[PortResult],
 ) -> list[PortResult]:
-    results: list[PortResult] = []
     for index, assignment in enumerate(assignments):
         try:
-            outcome = ensure_port(assignment, programmer, settings)
+            result = ensure_port(assignment, programmer, settings)
         except HookError as error:
+            done = list(results)
+            results.append(PortResult(assignment, Outcome.FAILED))
             if len(assignments) == 1:
                 raise
-            raise type(error)(f"{error} [{_progress(results, assignments[index:])}]") from None
-        results.append(PortResult(assignment, outcome))
+            raise type(error)(f"{error} [{_progress(done, assignments[index:])}]") from None
+        results.append(result)
     return results
 
 

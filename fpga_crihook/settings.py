@@ -37,6 +37,7 @@ class Settings:
     lock_timeout: float = 30.0
     busy_timeout: float = 3.0
     fpgaconf_timeout: float = 60.0
+    metrics_dir: Path | None = None  # None: no metrics
 
     def check(self) -> None:
         """Refuse combinations that could touch real hardware by mistake."""

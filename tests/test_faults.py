@@ -153,7 +153,7 @@ def test_the_fake_kernel_programs_the_port_with_the_raw_bitstream(node: SimNode)
     settings = _settings(node)
     programmer = IoctlProgrammer(settings.busy_timeout, ioctl=FakeKernel(card))
 
-    outcome = ensure_port(_assignment(card, settings), programmer, settings)
+    outcome = ensure_port(_assignment(card, settings), programmer, settings).outcome
 
     assert outcome is Outcome.PROGRAMMED
     assert card.ports[0].afu_id() == AFU_2
@@ -327,7 +327,7 @@ def test_ebusy_that_clears_after_a_few_reads_is_retried_and_the_port_programmed(
 
     programmer = IoctlProgrammer(0.5, ioctl=FakeKernel(card))
 
-    outcome = ensure_port(_assignment(card, settings), programmer, settings)
+    outcome = ensure_port(_assignment(card, settings), programmer, settings).outcome
 
     assert outcome is Outcome.PROGRAMMED
     assert card.ports[0].afu_id() == AFU_2

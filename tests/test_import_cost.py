@@ -7,6 +7,7 @@ in place (skip); those starts must not pay for the GBS metadata validator
 """
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,11 +30,11 @@ class Imports(NamedTuple):
     last_event: str
 
 
-def _run(node: SimNode, state: str) -> Imports:
+def _run(node: SimNode, state: str, **settings: str) -> Imports:
     result = subprocess.run(
         [sys.executable, "-X", "importtime", str(HOOK), "prestart"],
         input=state,
-        env=node.env(),
+        env=node.env(**settings),
         capture_output=True,
         text=True,
         check=False,
@@ -73,6 +74,24 @@ def test_container_without_the_annotation_imports_nothing_heavy(
     assert imports.last_event == ""  # nothing at info level
     assert _families(imports.modules, HEAVY + STARTUP_EXTRAS + NOT_ON_NOOP) == []
     assert "fpga_crihook.oci" in imports.modules  # the run did read the state
+
+
+def test_container_without_the_annotation_connects_no_syslog_and_writes_no_metrics(
+    node: SimNode, tmp_path: Path
+) -> None:
+    bundle = write_bundle(tmp_path / "bundle", env=["A=b"], devices=[])
+    journal = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    journal.bind(str(tmp_path / "log.sock"))
+    settings = {
+        "FPGA_CRIHOOK_SYSLOG": str(tmp_path / "log.sock"),
+        "FPGA_CRIHOOK_METRICS_DIR": str(tmp_path / "metrics"),
+    }
+
+    with journal:
+        imports = _run(node, state_json(bundle, annotated=False), **settings)
+
+    assert _families(imports.modules, ("logging.handlers", "prometheus_client")) == []
+    assert not (tmp_path / "metrics").exists()
 
 
 def test_port_already_holding_the_afu_imports_nothing_heavy(node: SimNode, tmp_path: Path) -> None:

@@ -91,7 +91,12 @@ def scan(settings: Settings) -> list[CardInfo]:
     return cards
 
 
-def as_json(cards: list[CardInfo]) -> dict[str, Any]:
+# Per port, how often the hook programmed it, skipped it and failed on it (metrics state).
+Counts = dict[str, dict[str, int]]
+COUNTED = ("programmed", "skipped", "failed")
+
+
+def as_json(cards: list[CardInfo], counts: Counts | None = None) -> dict[str, Any]:
     """The scan as JSON-ready data (the ``--json`` output), a shape scripts may rely on.
 
     ``{"cards": [card, ...]}``; a card is ``driver`` (``dfl`` or ``opae``),
@@ -102,17 +107,20 @@ def as_json(cards: list[CardInfo]) -> dict[str, Any]:
     resource names, empty unless healthy). ``health`` is one of
     :class:`Health`'s values; ``interface_id``, ``afu_id``, ``id`` and
     ``pci_address`` are ``null`` when they could not be read, and ``problem``
-    says why.
+    says why. With *counts* (a metrics directory is set), each port also has
+    ``counts``: ``programmed``, ``skipped`` and ``failed``, the hook's runs.
     """
-    return {"cards": [_card_json(card) for card in cards]}
+    return {"cards": [_card_json(card, counts) for card in cards]}
 
 
-def table(cards: list[CardInfo], sysfs: Path) -> str:
-    """The scan for people: one row per port, then the resources and any problems."""
+def table(cards: list[CardInfo], sysfs: Path, counts: Counts | None = None) -> str:
+    """The scan for people: one row per port (with *counts*, the hook's runs on it),
+    then the resources and any problems."""
     if not cards:
         return f"no FPGA cards under {sysfs} (looked in class/fpga_region and class/fpga)"
-    rows = [row for card in cards for row in _card_rows(card)]
-    parts = [tables.aligned(_HEADERS, rows)]
+    rows = [row for card in cards for row in _card_rows(card, counts)]
+    headers = [*_HEADERS, *(outcome.upper() for outcome in COUNTED if counts is not None)]
+    parts = [tables.aligned(headers, rows)]
     resources = _resources(cards)
     if resources:
         parts.append(
@@ -129,13 +137,22 @@ def table(cards: list[CardInfo], sysfs: Path) -> str:
 _HEADERS = ("DRIVER", "PCI ADDRESS", "FME", "INTERFACE ID", "PORT", "ID", "AFU ID", "HEALTH")
 
 
-def _card_rows(card: CardInfo) -> list[tuple[str, ...]]:
+def _counted(port_name: str | None, counts: Counts | None) -> tuple[str, ...]:
+    if counts is None:
+        return ()
+    if port_name is None:
+        return ("-",) * len(COUNTED)
+    port = counts.get(port_name, {})
+    return tuple(str(port.get(outcome, 0)) for outcome in COUNTED)
+
+
+def _card_rows(card: CardInfo, counts: Counts | None) -> list[tuple[str, ...]]:
     fme_node = "-" if card.fme is None else str(card.fme.device_node)
     interface = "-" if card.fme is None else _shown(card.fme.interface)
     front = (card.driver.label, card.pci_address or "-", fme_node, interface)
     if not card.ports:
         health = Health.UNREADABLE if card.fme is None else card.fme.interface.health
-        return [(*front, "-", "-", "-", str(health))]
+        return [(*front, "-", "-", "-", str(health), *_counted(None, counts))]
     return [
         (
             *front,
@@ -143,6 +160,7 @@ def _card_rows(card: CardInfo) -> list[tuple[str, ...]]:
             "-" if port.port_id is None else str(port.port_id),
             _shown(port.afu),
             str(port.health),
+            *_counted(port.name, counts),
         )
         for port in card.ports
     ]
@@ -178,7 +196,7 @@ def _problems(cards: list[CardInfo]) -> list[str]:
     return found
 
 
-def _card_json(card: CardInfo) -> dict[str, Any]:
+def _card_json(card: CardInfo, counts: Counts | None) -> dict[str, Any]:
     fme = None
     if card.fme is not None:
         fme = {
@@ -193,13 +211,13 @@ def _card_json(card: CardInfo) -> dict[str, Any]:
         "name": card.name,
         "pci_address": card.pci_address,
         "fme": fme,
-        "ports": [_port_json(card, port) for port in card.ports],
+        "ports": [_port_json(card, port, counts) for port in card.ports],
         "problem": card.problem,
     }
 
 
-def _port_json(card: CardInfo, port: PortInfo) -> dict[str, Any]:
-    return {
+def _port_json(card: CardInfo, port: PortInfo, counts: Counts | None) -> dict[str, Any]:
+    shown: dict[str, Any] = {
         "name": port.name,
         "id": port.port_id,
         "device_node": str(port.device_node),
@@ -208,6 +226,10 @@ def _port_json(card: CardInfo, port: PortInfo) -> dict[str, Any]:
         "problem": port.afu.problem,
         "resources": _port_resources(card, port),
     }
+    if counts is not None:
+        runs = counts.get(port.name, {})
+        shown["counts"] = {outcome: runs.get(outcome, 0) for outcome in COUNTED}
+    return shown
 
 
 def region_resource(interface_id: str) -> str:

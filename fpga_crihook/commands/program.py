@@ -49,14 +49,14 @@ def program_file(device: str, path: Path, settings: Settings, force: bool) -> Ma
             f"belongs to {port.fme.name}, whose region is {view.interface_id}"
         )
     programmer = make_programmer(settings)  # a dry run, too, checks that it can program
-    outcome = ensure_port(
+    result = ensure_port(
         Assignment(Request(REQUEST_NAME, interface_id, afu_id), port),
         None if settings.dry_run else programmer,
         settings,
         force=force,
         bitstream_file=StoreEntry(path, kind),
     )
-    return ManualResult(port, afu_id, outcome)
+    return ManualResult(port, afu_id, result.outcome)
 
 
 def find_port(device: str, settings: Settings) -> Port:

@@ -1,0 +1,292 @@
+"""Metrics for node-exporter's textfile collector, read back with prometheus_client's parser."""
+
+import json
+import multiprocessing
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REGION_B, run_cli
+from prometheus_client.parser import text_string_to_metric_families
+from simnode import SimCard, SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
+
+from fpga_crihook import metrics
+
+UNKNOWN_AFU = "0123456789abcdef0123456789abcdef"
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _samples(directory: Path) -> Samples:
+    """Every sample of the .prom file: (name, sorted labels) -> value."""
+    text = (directory / metrics.PROM_FILE).read_text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _count(samples: Samples, port: str, outcome: str) -> float:
+    key = (
+        "fpga_crihook_port_outcomes_total",
+        (("outcome", outcome), ("port", port)),
+    )
+    return samples[key]
+
+
+def _programmed_count(samples: Samples, port: str) -> float:
+    return samples[("fpga_crihook_programming_seconds_count", (("port", port),))]
+
+
+def _state(
+    tmp_path: Path, name: str, ports: list[SimPort], afus: list[str], region: str = REGION_A
+) -> str:
+    env = [f"FPGA_REGION_{i}={region}" for i in range(1, len(afus) + 1)]
+    env += [f"FPGA_AFU_{i}={afu}" for i, afu in enumerate(afus, start=1)]
+    bundle = write_bundle(tmp_path / name, env=env, devices=[port.device() for port in ports])
+    return state_json(bundle)
+
+
+def _card(node: SimNode, ports: int, index: int = 0, region: str = REGION_A) -> SimCard:
+    card = add_card(
+        node,
+        "dfl",
+        index=index,
+        interface_id=region,
+        afu_ids=[AFU_1] * ports,
+        first_port=index * 10,
+        pci_address=f"0000:{0x5E + index:02x}:00.0",
+    )
+    for afu in (AFU_1, AFU_2, AFU_3):
+        write_gbs(node, region, afu)
+    return card
+
+
+def test_a_mix_of_runs_is_counted_per_port_and_outcome(node: SimNode, tmp_path: Path) -> None:
+    card = _card(node, 3)
+    p0, p1, p2 = card.ports
+    metrics_dir = tmp_path / "textfile"
+    env = node.quiet_env(FPGA_CRIHOOK_METRICS_DIR=str(metrics_dir))
+    runs = [
+        (_state(tmp_path, "program", [p0], [AFU_2]), 0),
+        (_state(tmp_path, "skip", [p0], [AFU_2]), 0),
+        (_state(tmp_path, "missing", [p0], [UNKNOWN_AFU]), 1),
+        # p1 programmed, then p2 fails: p2 is the failed one, p1 still counts.
+        (_state(tmp_path, "two", [p1, p2], [AFU_3, UNKNOWN_AFU]), 1),
+        # Bad input: no port is known yet, so no port is counted.
+        (_state(tmp_path, "invalid", [p0], ["not-an-id"]), 1),
+    ]
+
+    statuses = [run_cli(["prestart"], env, state).returncode for state, _ in runs]
+
+    assert statuses == [status for _, status in runs]
+    samples = _samples(metrics_dir)
+    counts = {
+        (port.name, outcome): _count(samples, port.name, outcome)
+        for port in (p0, p1, p2)
+        for outcome in ("programmed", "skipped", "failed")
+    }
+    assert counts == {
+        ("dfl-port.0", "programmed"): 1,
+        ("dfl-port.0", "skipped"): 1,
+        ("dfl-port.0", "failed"): 1,
+        ("dfl-port.1", "programmed"): 1,
+        ("dfl-port.1", "skipped"): 0,
+        ("dfl-port.1", "failed"): 0,
+        ("dfl-port.2", "programmed"): 0,
+        ("dfl-port.2", "skipped"): 0,
+        ("dfl-port.2", "failed"): 1,
+    }
+    assert _programmed_count(samples, "dfl-port.0") == 1
+    assert _programmed_count(samples, "dfl-port.2") == 0
+    assert samples[("fpga_crihook_programming_seconds_sum", (("port", "dfl-port.0"),))] > 0
+    last = samples[("fpga_crihook_last_programmed_timestamp_seconds", (("port", "dfl-port.1"),))]
+    assert abs(last - (metrics_dir / metrics.PROM_FILE).stat().st_mtime) < 60
+    assert ("fpga_crihook_last_programmed_timestamp_seconds", (("port", "dfl-port.2"),)) not in (
+        samples
+    )
+
+
+def test_a_failure_before_a_port_is_chosen_counts_against_the_containers_ports(
+    node: SimNode, tmp_path: Path
+) -> None:
+    card = _card(node, 2)
+    metrics_dir = tmp_path / "textfile"
+    # Region B: no port of the container belongs to it.
+    state = _state(tmp_path, "wrong-region", list(card.ports), [AFU_2], region=REGION_B)
+
+    result = run_cli(["prestart"], node.quiet_env(FPGA_CRIHOOK_METRICS_DIR=str(metrics_dir)), state)
+
+    assert result.returncode == 1
+    samples = _samples(metrics_dir)
+    assert [_count(samples, port.name, "failed") for port in card.ports] == [1, 1]
+
+
+def test_eight_hooks_at_once_lose_no_count(node: SimNode, tmp_path: Path) -> None:
+    cards = [_card(node, 4, index=index) for index in range(2)]
+    ports = [port for card in cards for port in card.ports]
+    metrics_dir = tmp_path / "textfile"
+    env = node.quiet_env(FPGA_CRIHOOK_METRICS_DIR=str(metrics_dir))
+    # Half the ports already hold what they are asked for, half get programmed.
+    states = [
+        _state(tmp_path, f"c{number}", [port], [AFU_1 if number % 2 else AFU_2])
+        for number, port in enumerate(ports)
+    ]
+
+    started = [
+        subprocess.Popen(
+            [str(HOOK), "prestart"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for _ in states
+    ]
+    results = [
+        process.communicate(state, timeout=120)
+        for process, state in zip(started, states, strict=True)
+    ]
+
+    assert [process.returncode for process in started] == [0] * 8, results
+    samples = _samples(metrics_dir)
+    for number, port in enumerate(ports):
+        expected = ("skipped", "programmed")[number % 2 == 0]
+        assert _count(samples, port.name, expected) == 1, port.name
+    total = sum(
+        _count(samples, port.name, outcome)
+        for port in ports
+        for outcome in ("programmed", "skipped", "failed")
+    )
+    assert total == 8
+    assert sorted(os.listdir(metrics_dir)) == sorted(
+        [metrics.PROM_FILE, metrics.STATE_FILE, metrics.LOCK_FILE]
+    )  # no temporary file left behind
+
+
+def _record_many(directory: Path, port: str, times: int) -> None:
+    for _ in range(times):
+        metrics.record(directory, [metrics.PortOutcome(port, "skipped")])
+
+
+def test_writers_at_once_lose_no_count(tmp_path: Path) -> None:
+    # Many more updates than hooks would make, so that unlocked ones would collide.
+    forked = multiprocessing.get_context("fork")
+    writers = [
+        forked.Process(target=_record_many, args=(tmp_path, f"dfl-port.{number % 2}", 40))
+        for number in range(8)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+
+    assert [writer.exitcode for writer in writers] == [0] * 8
+    samples = _samples(tmp_path)
+    assert [_count(samples, f"dfl-port.{number}", "skipped") for number in (0, 1)] == [160, 160]
+
+
+def test_the_prom_file_is_readable_by_node_exporter(node: SimNode, tmp_path: Path) -> None:
+    card = _card(node, 1)
+    metrics_dir = tmp_path / "textfile"
+    state = _state(tmp_path, "program", list(card.ports), [AFU_2])
+
+    run_cli(["prestart"], node.quiet_env(FPGA_CRIHOOK_METRICS_DIR=str(metrics_dir)), state)
+
+    mode = (metrics_dir / metrics.PROM_FILE).stat().st_mode
+    assert stat.S_IMODE(mode) == 0o644
+
+
+def test_a_corrupt_state_file_is_reset_with_a_warning(node: SimNode, tmp_path: Path) -> None:
+    card = _card(node, 1)
+    metrics_dir = tmp_path / "textfile"
+    metrics_dir.mkdir()
+    (metrics_dir / metrics.STATE_FILE).write_text('{"version": 1, "ports": {"dfl-port.0": 7}}')
+    state = _state(tmp_path, "program", list(card.ports), [AFU_2])
+
+    result = run_cli(["prestart"], node.env(FPGA_CRIHOOK_METRICS_DIR=str(metrics_dir)), state)
+
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    [warning] = [event for event in events if event["level"] == "warning"]
+    assert warning["event"] == "the metrics state file is corrupt: counting afresh"
+    assert "dfl-port.0" in warning["reason"]
+    assert _count(_samples(metrics_dir), "dfl-port.0", "programmed") == 1
+    assert json.loads((metrics_dir / metrics.STATE_FILE).read_text())["version"] == 1
+
+
+def test_metrics_that_cannot_be_written_never_fail_the_container(
+    node: SimNode, tmp_path: Path
+) -> None:
+    card = _card(node, 1)
+    not_a_directory = tmp_path / "textfile"
+    not_a_directory.write_text("")
+    state = _state(tmp_path, "program", list(card.ports), [AFU_2])
+
+    result = run_cli(
+        ["prestart"], node.quiet_env(FPGA_CRIHOOK_METRICS_DIR=str(not_a_directory)), state
+    )
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert card.ports[0].afu_id() == AFU_2
+
+
+def test_a_dry_run_is_not_counted(node: SimNode, tmp_path: Path) -> None:
+    card = _card(node, 1)
+    metrics_dir = tmp_path / "textfile"
+    state = _state(tmp_path, "dry", list(card.ports), [AFU_2])
+    env = node.quiet_env(FPGA_CRIHOOK_METRICS_DIR=str(metrics_dir), FPGA_CRIHOOK_DRY_RUN="1")
+
+    result = run_cli(["prestart"], env, state)
+
+    assert result.returncode == 0
+    assert not (metrics_dir / metrics.PROM_FILE).exists()
+
+
+def test_devices_shows_the_counts_per_port(node: SimNode, tmp_path: Path) -> None:
+    card = _card(node, 2)
+    metrics_dir = tmp_path / "textfile"
+    env = node.quiet_env(FPGA_CRIHOOK_METRICS_DIR=str(metrics_dir))
+    for name, afu in (("a", AFU_2), ("b", AFU_2), ("c", UNKNOWN_AFU)):
+        run_cli(["prestart"], env, _state(tmp_path, name, [card.ports[0]], [afu]))
+
+    listing = run_cli(["devices"], env)
+    as_json = run_cli(["devices", "--json"], env)
+    without = run_cli(["devices", "--json"], node.quiet_env())
+
+    header, first, second = listing.stdout.split("\n\n")[0].splitlines()
+    assert header.split()[-3:] == ["PROGRAMMED", "SKIPPED", "FAILED"]
+    assert first.split()[-3:] == ["1", "1", "1"]
+    assert second.split()[-3:] == ["0", "0", "0"]
+    ports = json.loads(as_json.stdout)["cards"][0]["ports"]
+    assert [port["counts"] for port in ports] == [
+        {"programmed": 1, "skipped": 1, "failed": 1},
+        {"programmed": 0, "skipped": 0, "failed": 0},
+    ]
+    assert "counts" not in json.loads(without.stdout)["cards"][0]["ports"][0]
+
+
+def test_state_round_trips_and_buckets_are_cumulative(tmp_path: Path) -> None:
+    outcomes = [
+        metrics.PortOutcome("dfl-port.0", "programmed", 0.05),
+        metrics.PortOutcome("dfl-port.0", "programmed", 3.0),
+        metrics.PortOutcome("dfl-port.0", "programmed", 120.0),
+        metrics.PortOutcome("dfl-port.0", "would program"),
+    ]
+
+    metrics.record(tmp_path, outcomes, now=1_700_000_000.0)
+
+    samples = _samples(tmp_path)
+    bucket = "fpga_crihook_programming_seconds_bucket"
+    assert samples[(bucket, (("le", "0.1"), ("port", "dfl-port.0")))] == 1
+    assert samples[(bucket, (("le", "5.0"), ("port", "dfl-port.0")))] == 2
+    assert samples[(bucket, (("le", "60.0"), ("port", "dfl-port.0")))] == 2
+    assert samples[(bucket, (("le", "+Inf"), ("port", "dfl-port.0")))] == 3
+    assert metrics.port_counts(tmp_path) == {
+        "dfl-port.0": {"programmed": 3, "skipped": 0, "failed": 0}
+    }
+    assert samples[
+        ("fpga_crihook_last_programmed_timestamp_seconds", (("port", "dfl-port.0"),))
+    ] == (1_700_000_000.0)
