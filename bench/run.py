@@ -135,6 +135,14 @@ def build_cases(root: Path, size_mib: int) -> list[Case]:
     return [
         *(_reference(name, root) for name in REFERENCES),
         world.hook("skip", "port already holds the AFU", AFU_HELD, skip_port, expect="skipped"),
+        world.hook(
+            "skip-metrics",
+            "skip, writing metrics (--metrics-dir)",
+            AFU_HELD,
+            skip_port,
+            env={"FPGA_CRIHOOK_METRICS_DIR": str(root / "metrics")},
+            expect="skipped",
+        ),
         world.hook("noop", "container without the annotation", AFU_HELD, None),
         world.hook(
             f"gbs-{size}",
@@ -297,7 +305,12 @@ def make_report(
     size = f"{options.size_mib}"
     differences = {
         f"{left} - {right}": _difference(rows[left], rows[right])
-        for left, right in (("skip", "floor"), ("noop", "floor"), (f"dry-{size}", "dry-small"))
+        for left, right in (
+            ("skip", "floor"),
+            ("skip-metrics", "skip"),
+            ("noop", "floor"),
+            (f"dry-{size}", "dry-small"),
+        )
     }
     return {
         "machine": machine(),
@@ -386,7 +399,7 @@ def render(report: dict[str, Any]) -> str:
         f"medians of {settings['repeats']} runs per case, taken round-robin "
         f"after {settings['warmup_rounds']} warm-up round(s)",
         "",
-        f"{'case':<11} {'wall ms':>8} {'cpu ms':>8} {'RSS MiB':>8}  what",
+        f"{'case':<12} {'wall ms':>8} {'cpu ms':>8} {'RSS MiB':>8}  what",
     ]
     lines += [_table_line(name, row) for name, row in report["rows"].items()]
     lines += ["", "differences (wall ms, cpu ms, RSS MiB):"]
@@ -400,9 +413,9 @@ def render(report: dict[str, Any]) -> str:
 
 def _table_line(name: str, row: dict[str, Any]) -> str:
     if "error" in row:
-        return f"{name:<11} {'ERROR':>8} {'':>8} {'':>8}  {row['what']}: {row['error']}"
+        return f"{name:<12} {'ERROR':>8} {'':>8} {'':>8}  {row['what']}: {row['error']}"
     numbers = f"{row['wall_ms']:8.1f} {row['cpu_ms']:8.1f} {row['rss_mib']:8.1f}"
-    return f"{name:<11} {numbers}  {row['what']}"
+    return f"{name:<12} {numbers}  {row['what']}"
 
 
 def _verdict_text(verdict: dict[str, Any]) -> str:

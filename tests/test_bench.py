@@ -13,6 +13,7 @@ ROWS = [
     "floor-all",
     "floor-elf",
     "skip",
+    "skip-metrics",
     "noop",
     "gbs-1",
     "aocx-1",
@@ -48,7 +49,12 @@ def test_small_benchmark_measures_every_row_and_judges_every_target(tmp_path: Pa
         assert 0 < row["wall_ms_min"] <= row["wall_ms"]
         assert row["rss_mib"] > 1
     assert report["rows"]["gbs-1"]["rss_mib"] > report["rows"]["bare"]["rss_mib"]
-    assert list(report["differences"]) == ["skip - floor", "noop - floor", "dry-1 - dry-small"]
+    assert list(report["differences"]) == [
+        "skip - floor",
+        "skip-metrics - skip",
+        "noop - floor",
+        "dry-1 - dry-small",
+    ]
     assert [verdict["status"] in ("PASS", "FAIL") for verdict in report["targets"]] == [True] * 5
     assert report["settings"] == {"repeats": 3, "warmup_rounds": 0, "size_mib": 1}
     assert result.stdout.startswith("machine: ")
