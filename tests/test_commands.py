@@ -595,6 +595,20 @@ def test_check_warns_when_the_hooks_file_points_the_hook_at_another_store(
     ), result.stdout
 
 
+def test_check_warns_when_the_hooks_file_asks_for_events_on_stderr(
+    node: SimNode, tmp_path: Path
+) -> None:
+    _healthy_node(node)
+    hooks_file = _hooks_file(tmp_path, hook__env=["FPGA_CRIHOOK_LOG_LEVEL=info"])
+
+    result = _cli(node, "check", str(hooks_file))
+
+    assert result.returncode == 0, result.stdout
+    [warning] = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
+    assert warning.startswith(f"warning: {hooks_file}: hook.env sets FPGA_CRIHOOK_LOG_LEVEL, ")
+    assert "runc pastes all of stderr into a failed pod's error" in warning
+
+
 def test_check_reports_hook_path_stage_and_args_problems(node: SimNode, tmp_path: Path) -> None:
     _healthy_node(node)
     script = tmp_path / "not-executable"

@@ -184,7 +184,8 @@ def render_hooks_dir(node: SimNode, hooks_dir: Path, log_file: Path) -> Path:
     """
     hooks = json.loads(HOOKS_FILE.read_text())
     hooks["hook"]["path"] = str(HOOK)
-    settings = node.env(FPGA_CRIHOOK_LOG_FILE=str(log_file))
+    # As an operator's hooks.d sets them: stderr is left to the one error line.
+    settings = node.quiet_env(FPGA_CRIHOOK_LOG_FILE=str(log_file))
     hooks["hook"]["env"] += [f"{name}={value}" for name, value in settings.items()]
     hooks_dir.mkdir(parents=True)
     (hooks_dir / HOOKS_FILE.name).write_text(json.dumps(hooks, indent=2))
@@ -274,6 +275,25 @@ def test_missing_bitstream_stops_the_container_with_the_hooks_message(
     assert result.returncode != 0
     assert f"no bitstream for region {REGION_A}, AFU {unknown_afu}" in result.stderr
     assert port.afu_id() == AFU_1
+
+
+def test_a_failed_start_shows_the_operator_one_plain_line_not_json(
+    shipped_node: SimNode, podman_on: Callable[[SimNode], Podman]
+) -> None:
+    podman = podman_on(shipped_node)
+    port = shipped_port(shipped_node, "dfl-port.0")
+    unknown_afu = "0123456789abcdef0123456789abcdef"
+
+    result = podman.run([port], request_env(REGION_A, unknown_afu))
+
+    assert result.returncode != 0
+    # What CRI-O would hand to kubectl describe pod: runc's message, ending with ours.
+    [line] = [text for text in result.stderr.splitlines() if "error running hook" in text]
+    ours = f"fpga-crihook: no bitstream for region {REGION_A}, AFU {unknown_afu} in "
+    assert ours in line
+    assert line.rstrip().rstrip('"').endswith(f"{unknown_afu}.aocx"), line
+    assert "{" not in result.stderr  # no JSON event anywhere in podman's error
+    assert podman.events()[-1] == "prestart failed"  # the events went to the log file
 
 
 def test_invalid_afu_id_stops_the_container_and_programs_nothing(

@@ -32,6 +32,8 @@ NODE_SETTINGS = {
     "FPGA_CRIHOOK_BITSTREAMS": ("bitstreams", "--bitstreams"),
 }
 HOOK_COMMANDS = ("prestart", "createRuntime")
+# Setting either asks for the events on stderr (see cli._asked_for_events).
+EVENTS_ON_STDERR = ("FPGA_CRIHOOK_LOG_LEVEL", "FPGA_CRIHOOK_LOG_FORMAT")
 
 
 class Level(enum.StrEnum):
@@ -87,6 +89,7 @@ def check_hooks_file(path: Path, settings: Settings | None = None) -> list[Findi
         *_stage_findings(path, document["stages"]),
         *_hook_findings(path, document["hook"]),
         *_env_findings(path, document["hook"].get("env", []), settings),
+        *_stderr_findings(path, document["hook"].get("env", [])),
     ]
     if not has_errors(findings):
         findings.append(Finding(Level.OK, f"{path}: valid hooks.d 1.0.0 file for fpga-crihook"))
@@ -213,6 +216,16 @@ def _env_findings(path: Path, env: list[str], settings: Settings | None) -> Iter
                 f"{path}: hook.env sets {variable}={value}, but this check looked at "
                 f"{checked} ({option} checks what the hook uses)",
             )
+
+
+def _stderr_findings(path: Path, env: list[str]) -> Iterator[Finding]:
+    for variable in sorted({entry.split("=", 1)[0] for entry in env} & set(EVENTS_ON_STDERR)):
+        yield Finding(
+            Level.WARNING,
+            f"{path}: hook.env sets {variable}, which puts the hook's JSON events on "
+            "stderr too, and runc pastes all of stderr into a failed pod's error: "
+            "leave it out (the journal and the log file get the events without it)",
+        )
 
 
 def _driver_findings(cards: list[CardInfo], settings: Settings) -> Iterator[Finding]:
