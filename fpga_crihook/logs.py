@@ -163,17 +163,16 @@ def _syslog_handler(
     class _Handler(handlers.SysLogHandler):
         append_nul = False  # as glibc's syslog(3) sends over a datagram socket
         ident = f"{IDENTIFIER}[{os.getpid()}]: "  # journald: SYSLOG_IDENTIFIER and SYSLOG_PID
+        failed = False
 
         def emit(self, record: logging.LogRecord) -> None:
             if not self.failed:
                 super().emit(record)
 
         def handleError(self, record: logging.LogRecord) -> None:
-            # The stdlib's prints a traceback to stderr, which is the operator's line.
+            # The stdlib's own prints a traceback to stderr, which is the operator's line.
             self.failed = True
             give_up(sys.exc_info()[1])
-
-        failed = False
 
     return _Handler(address, handlers.SysLogHandler.LOG_DAEMON, socket.SOCK_DGRAM)
 
