@@ -337,9 +337,9 @@ def devices(settings: Settings, as_json: bool) -> None:
 def gbs_info(file: Path, as_json: bool) -> None:
     """Show what a GBS or AOCX bitstream holds, after validating it like the hook.
 
-    Kind, interface ID, AFU ID(s), accelerator name(s), platform, sizes (file,
-    metadata, raw bitstream) and, for an AOCX, its board, target, version and
-    hash.
+    Kind, interface ID, AFU ID(s), accelerator name(s), platform, the user
+    clocks it asks for, sizes (file, metadata, raw bitstream) and, for an
+    AOCX, its board, target, version and hash.
 
     \b
     Example:

@@ -19,6 +19,35 @@ from fpga_crihook.ids import InvalidIdError, canonical_id
 GBS_MAGIC = b"XeonFPGA\xb7GBSv001"
 GBS_HEADER = struct.Struct("<16sI")  # magic, u32 metadata length (little endian)
 MAX_METADATA_BYTES = 1 << 20
+# afu-image.magic-no: OPAE (libbitstream's metadata reader, the xfpga plugin) refuses a GBS
+# whose metadata lacks this JSON integer or holds another one (DESIGN.md section 4).
+METADATA_MAGIC_NO = 488605312  # 0x1D1F8680
+CLOCK_FIELDS = ("clock-frequency-high", "clock-frequency-low")
+
+
+class ClockRequest(NamedTuple):
+    """What a GBS asks of one of its port's user clocks (DESIGN.md section 4).
+
+    OPAE sets the user clocks before programming when the metadata gives a
+    JSON number (MHz) for either clock; ``"auto"`` and ``"auto-<n>"`` are
+    strings, which it reads as "nothing to set".
+    """
+
+    field: str
+    value: str | float | None  # None: the field is absent
+
+    @property
+    def mhz(self) -> float | None:
+        """The frequency to set, or ``None`` when the clock is left alone."""
+        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+            return None
+        return float(self.value)
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return "-"
+        mhz = self.mhz
+        return str(self.value) if mhz is None else f"{mhz:g} MHz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +64,17 @@ class GbsMetadata:
         """The ``platform-name`` field, when the packager wrote one."""
         name = self.document.get("platform-name")
         return name if isinstance(name, str) else None
+
+    @property
+    def clocks(self) -> tuple[ClockRequest, ...]:
+        """The high and low user clock requests, in that order."""
+        image = self.document["afu-image"]
+        return tuple(ClockRequest(field, image.get(field)) for field in CLOCK_FIELDS)
+
+    @property
+    def sets_user_clocks(self) -> bool:
+        """True when programming must first set the port's user clocks, as OPAE does."""
+        return any(clock.mhz is not None for clock in self.clocks)
 
 
 class GbsImage(NamedTuple):
@@ -83,6 +123,7 @@ def parse_metadata(raw: bytes, source: Path) -> GbsMetadata:
         raise BitstreamError(f"{source}: the GBS metadata {problem}") from None
     _validate_against_schema(document, source)
     image = document["afu-image"]
+    _check_magic_no(image.get("magic-no"), source)
     clusters = image["accelerator-clusters"]
     interface = image.get("interface-uuid")
     return GbsMetadata(
@@ -104,6 +145,20 @@ def _metadata_id(value: str, source: Path) -> str:
         return canonical_id(value)
     except InvalidIdError as error:
         raise BitstreamError(f"{source}: the GBS metadata has an invalid ID: {error}") from None
+
+
+def _check_magic_no(magic_no: Any, source: Path) -> None:
+    expected = f"JSON integer {METADATA_MAGIC_NO} (0x{METADATA_MAGIC_NO:08X}) that OPAE requires"
+    if magic_no is None:
+        raise BitstreamError(
+            f"{source}: the GBS metadata has no afu-image.magic-no, not the {expected}: "
+            "OPAE would refuse this file, and so does the hook"
+        )
+    if type(magic_no) is not int or magic_no != METADATA_MAGIC_NO:  # OPAE: 488605312.0 is not
+        raise BitstreamError(
+            f"{source}: the GBS metadata's afu-image.magic-no is {_shorten(str(magic_no), 40)}, "
+            f"not the {expected}: OPAE would refuse this file, and so does the hook"
+        )
 
 
 def _validate_against_schema(document: Any, source: Path) -> None:

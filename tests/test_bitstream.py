@@ -98,6 +98,59 @@ def test_invalid_gbs_files_are_refused(tmp_path: Path, content: bytes, words: st
         pass
 
 
+def _without_magic_no() -> dict[str, object]:
+    document = _metadata()
+    del document["afu-image"]["magic-no"]  # type: ignore[attr-defined]
+    return document
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        (_without_magic_no(), "has no afu-image.magic-no, not the JSON integer 488605312"),
+        (_metadata(**{"magic-no": 0x1D1F8681}), "magic-no is 488605313, not the JSON integer"),
+        (_metadata(**{"magic-no": 488605312.0}), "magic-no is 488605312.0, not the JSON integer"),
+        (_metadata(**{"magic-no": "488605312"}), "afu-image/magic-no"),
+    ],
+    ids=["missing", "other-number", "float", "string"],
+)
+def test_a_gbs_without_opaes_magic_no_is_refused(
+    tmp_path: Path, document: dict[str, object], words: str
+) -> None:
+    path = tmp_path / "bad.gbs"
+    path.write_bytes(gbs_bytes(metadata=document))
+    with (
+        pytest.raises(BitstreamError, match=words) as refused,
+        open_bitstream(path, BitstreamKind.GBS, None),
+    ):
+        pass
+    assert str(refused.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(
+    ("high", "low", "shown", "sets_clocks"),
+    [
+        ("auto", "auto", ["auto", "auto"], False),
+        ("auto-312", "auto-156.25", ["auto-312", "auto-156.25"], False),
+        (312, "auto", ["312 MHz", "auto"], True),
+        ("auto", 156.25, ["auto", "156.25 MHz"], True),
+        (None, None, ["-", "-"], False),
+    ],
+)
+def test_the_user_clocks_a_gbs_asks_for(
+    tmp_path: Path, high: object, low: object, shown: list[str], sets_clocks: bool
+) -> None:
+    document = _metadata(**{"clock-frequency-high": high, "clock-frequency-low": low})
+    for field, value in (("clock-frequency-high", high), ("clock-frequency-low", low)):
+        if value is None:
+            del document["afu-image"][field]  # type: ignore[attr-defined]
+    path = tmp_path / "clocked.gbs"
+    path.write_bytes(gbs_bytes(metadata=document))
+    with open_bitstream(path, BitstreamKind.GBS, None) as bitstream:
+        assert [str(clock) for clock in bitstream.metadata.clocks] == shown
+        assert bitstream.metadata.sets_user_clocks is sets_clocks
+
+
 def test_huge_metadata_length_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bad.gbs"
     path.write_bytes(b"XeonFPGA\xb7GBSv001" + (0xFFFFFFF0).to_bytes(4, "little") + b"{}")

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 from aocxfiles import aocx_bytes
 from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REGION_B, REPO, Completed, run_cli
-from simnode import SimCard, SimNode, add_card, gbs_bytes, gbs_metadata, write_gbs
+from simnode import (
+    SimCard,
+    SimNode,
+    add_card,
+    gbs_bytes,
+    gbs_metadata,
+    state_json,
+    write_bundle,
+    write_gbs,
+)
 
 from fpga_crihook.ids import UNHEALTHY_ID
 
@@ -142,6 +151,7 @@ def test_gbs_info_shows_ids_names_and_sizes(node: SimNode) -> None:
         "afu id": AFU_1,
         "name": "nlb_0",
         "platform": "simulated",
+        "user clocks": "high auto, low auto",
         "file size": f"{gbs.stat().st_size} bytes",
         "metadata": f"{metadata_size} bytes",
         "raw bitstream": "1000 bytes",
@@ -175,6 +185,56 @@ def test_gbs_info_json_for_an_aocx_has_board_target_version_and_hash(
     text = _cli(node, "gbs-info", str(aocx)).stdout
     assert "board:" in text
     assert "pac_a10" in text
+
+
+def test_gbs_info_shows_the_user_clocks_the_bitstream_asks_for(
+    node: SimNode, tmp_path: Path
+) -> None:
+    document = gbs_metadata(REGION_A, AFU_1)
+    document["afu-image"].update({"clock-frequency-high": 312, "clock-frequency-low": "auto-156"})
+    gbs = tmp_path / "clocked.gbs"
+    gbs.write_bytes(gbs_bytes(metadata=document))
+
+    text = _cli(node, "gbs-info", str(gbs))
+    info = json.loads(_cli(node, "gbs-info", "--json", str(gbs)).stdout)
+
+    assert text.returncode == 0, text.stderr
+    assert (
+        "user clocks:    high 312 MHz, low auto-156 "
+        "(set before programming: only the fpgaconf programmer does that)"
+    ) in text.stdout.splitlines()
+    assert info["user_clocks"] == {"high": 312, "low": "auto-156", "set_before_programming": True}
+
+
+@pytest.mark.parametrize("command", ["gbs-info", "install", "program", "prestart"])
+def test_every_entry_point_refuses_a_gbs_without_opaes_magic_no(
+    node: SimNode, tmp_path: Path, command: str
+) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    document = gbs_metadata(REGION_A, AFU_2)
+    document["afu-image"]["magic-no"] = 12345
+    gbs = node.store / REGION_A / f"{AFU_2}.gbs"
+    gbs.parent.mkdir(parents=True)
+    gbs.write_bytes(gbs_bytes(metadata=document))
+    arguments = {
+        "gbs-info": ["gbs-info", str(gbs)],
+        "install": ["--bitstreams", str(tmp_path / "other-store"), "install", str(gbs)],
+        "program": ["program", "--port", "dfl-port.0", str(gbs)],
+        "prestart": ["prestart"],
+    }[command]
+    bundle = write_bundle(
+        tmp_path / "bundle",
+        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
+        devices=[card.ports[0].device()],
+    )
+
+    result = run_cli(arguments, node.env(), state_json(bundle))
+
+    assert f"{gbs}: the GBS metadata's afu-image.magic-no is 12345, not the JSON integer" in (
+        _error(result)
+    )
+    assert card.ports[0].afu_id() == AFU_1
+    assert not (tmp_path / "other-store").exists()
 
 
 def test_gbs_info_on_an_invalid_file_is_one_error(node: SimNode, tmp_path: Path) -> None:

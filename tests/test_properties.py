@@ -158,6 +158,7 @@ def test_parse_gbs_returns_what_the_packager_wrote(
         "version": version,
         "afu-image": {
             "interface-uuid": interface[1],
+            "magic-no": 488605312,
             "power": 0,
             "accelerator-clusters": [
                 {"name": name, "total-contexts": 1, "accelerator-type-uuid": afu[1]}

@@ -12,7 +12,7 @@ from typing import Any
 
 from fpga_crihook.bitstream import BitstreamKind, detect_kind, open_bitstream
 from fpga_crihook.commands import tables
-from fpga_crihook.gbs import GBS_HEADER
+from fpga_crihook.gbs import GBS_HEADER, ClockRequest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +30,7 @@ class BitstreamInfo:
     metadata_bytes: int
     raw_bytes: int
     details: Mapping[str, str]  # AOCX text sections: board, target, version, hash, ...
+    clocks: tuple[ClockRequest, ...] = ()  # user clocks high, low
 
 
 def describe(path: Path) -> BitstreamInfo:
@@ -49,6 +50,7 @@ def describe(path: Path) -> BitstreamInfo:
             metadata_bytes=bitstream.metadata_size,
             raw_bytes=len(bitstream.raw),
             details=dict(bitstream.details),
+            clocks=metadata.clocks,
         )
 
 
@@ -66,6 +68,11 @@ def as_json(info: BitstreamInfo) -> dict[str, Any]:
         "metadata_bytes": info.metadata_bytes,
         "raw_bytes": info.raw_bytes,
         "details": dict(info.details),
+        "user_clocks": {
+            "high": info.clocks[0].value if info.clocks else None,
+            "low": info.clocks[1].value if info.clocks else None,
+            "set_before_programming": _sets_clocks(info),
+        },
     }
 
 
@@ -78,6 +85,7 @@ def text(info: BitstreamInfo) -> str:
         ("afu id" if info.kind is BitstreamKind.GBS else "board afu id", ", ".join(info.afu_ids)),
         ("name", ", ".join(info.names)),
         ("platform", info.platform_name or "-"),
+        ("user clocks", _clocks_text(info)),
         ("file size", _bytes(info.file_bytes)),
     ]
     if info.kind is BitstreamKind.AOCX:
@@ -85,6 +93,17 @@ def text(info: BitstreamInfo) -> str:
     pairs += [("metadata", _bytes(info.metadata_bytes)), ("raw bitstream", _bytes(info.raw_bytes))]
     pairs += [(key.replace("_", " "), value) for key, value in info.details.items()]
     return tables.fields(pairs)
+
+
+def _sets_clocks(info: BitstreamInfo) -> bool:
+    return any(clock.mhz is not None for clock in info.clocks)
+
+
+def _clocks_text(info: BitstreamInfo) -> str:
+    text = ", ".join(f"{clock.field.rsplit('-', 1)[1]} {clock}" for clock in info.clocks)
+    if _sets_clocks(info):
+        text += " (set before programming: only the fpgaconf programmer does that)"
+    return text or "-"
 
 
 def _bytes(count: int) -> str:
