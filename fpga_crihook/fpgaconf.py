@@ -1,11 +1,14 @@
 """OPAE's ``fpgaconf`` tool as programmer (DESIGN.md section 5).
 
 fpgaconf picks the card by PCI address, which comes from the port's place in
-the sysfs device tree. Its options (OPAE ``tools/fpgaconf``): ``--segment``,
-``-B`` bus, ``-D`` device, ``-F`` function, each a number that C's
-``strtoul(..., 0)`` reads, so hex with ``0x``. (``-S`` is the socket ID in
-fpgaconf, not the PCI segment.) fpgaconf takes a GBS file: an AOCX's
-embedded GBS is written to a private temporary file for the call.
+the sysfs device tree, and always programs port 0 of that card's FME (its
+``main()`` passes slot 0 in every release): any other port is refused.
+Its options (OPAE ``tools/fpgaconf``): ``--segment``, ``-B`` bus, ``-D``
+device, ``-F`` function, each a number that C's ``strtoul(..., 0)`` reads,
+so hex with ``0x``. (``-S`` is the socket ID in fpgaconf, not the PCI
+segment.) It is never given ``--skip-usrclk``: it sets the user clocks a GBS
+asks for. fpgaconf takes a GBS file: an AOCX's embedded GBS is written to a
+private temporary file for the call.
 """
 
 import contextlib
@@ -65,19 +68,30 @@ class FpgaconfProgrammer:
     def __init__(self, settings: Settings) -> None:
         self._executable = find_executable(settings.fpgaconf)
         self._timeout = settings.fpgaconf_timeout
+        self._busy_timeout = settings.busy_timeout
 
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Run fpgaconf for *port*'s card; raise :class:`ProgrammingError` when it fails."""
+        address = self._card_address(port)
+        with _gbs_file(bitstream) as gbs_path:
+            argv = [self._executable, *address.fpgaconf_options(), str(gbs_path)]
+            structlog.get_logger().debug("running fpgaconf", argv=argv)
+            self._run(argv, port, bitstream)
+
+    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+        """Check that fpgaconf could be told to program *port*, without running it."""
+        self._card_address(port)
+
+    def _card_address(self, port: Port) -> PciAddress:
+        """The PCI address that makes fpgaconf program *port*, which must be port 0."""
+        require_port_zero(port, self._busy_timeout)
         address = port.pci_address
         if address is None:
             raise ProgrammingError(
                 f"port {port.name}: no PCI device above {port.sysfs_dir}, so "
                 "fpgaconf cannot be told which card to program"
             )
-        with _gbs_file(bitstream) as gbs_path:
-            argv = [self._executable, *PciAddress.parse(address).fpgaconf_options(), str(gbs_path)]
-            structlog.get_logger().debug("running fpgaconf", argv=argv)
-            self._run(argv, port, bitstream)
+        return PciAddress.parse(address)
 
     def _run(self, argv: list[str], port: Port, bitstream: Bitstream) -> None:
         what = f"fpgaconf programming port {port.name} with {bitstream.source}"
@@ -102,6 +116,18 @@ class FpgaconfProgrammer:
                 raise ProgrammingError(
                     f"{what} failed with {_exit_status(finished.returncode)}{_output_tail(output)}"
                 )
+
+
+def require_port_zero(port: Port, busy_timeout: float) -> None:
+    """Refuse a port fpgaconf cannot program: it would reprogram port 0 of the FME instead."""
+    port_id = port.read_port_id(busy_timeout)
+    if port_id != 0:
+        raise ProgrammingError(
+            f"port {port.name} is port {port_id} of {port.fme.name}, and fpgaconf always "
+            "programs port 0 of an FME: it would reprogram another port, which the container "
+            f"may not own, instead of {port.name}. Use the ioctl programmer "
+            "(FPGA_CRIHOOK_PROGRAMMER=ioctl), which programs any port"
+        )
 
 
 def find_executable(name: str) -> str:

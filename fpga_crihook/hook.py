@@ -110,15 +110,14 @@ def run_prestart(
         dry_run=settings.dry_run,
     )
     assignments = assign(requests, survey(ports, settings.busy_timeout))
-    if settings.dry_run:
-        make_programmer(settings)  # a dry run, too, checks that it could program
-        return _ensure_all(assignments, None, settings, progress.results)
-    return _ensure_all(assignments, LazyProgrammer(settings), settings, progress.results)
+    # A dry run, too, checks that it could program: its programmer is built at once.
+    programmer = make_programmer(settings) if settings.dry_run else LazyProgrammer(settings)
+    return _ensure_all(assignments, programmer, settings, progress.results)
 
 
 def ensure_port(
     assignment: Assignment,
-    programmer: Programmer | None,
+    programmer: Programmer,
     settings: Settings,
     force: bool = False,
     bitstream_file: StoreEntry | None = None,
@@ -126,8 +125,9 @@ def ensure_port(
     """Check, program and verify one port while holding its FME's lock.
 
     The port's AFU is read again under the lock: another hook may have just
-    programmed it. *programmer* ``None`` means a dry run. *bitstream_file*
-    (an operator's file, not confined to the store) replaces the store lookup.
+    programmed it. In a dry run (``settings.dry_run``) the programmer only
+    rehearses. *bitstream_file* (an operator's file, not confined to the
+    store) replaces the store lookup.
     """
     request, port = assignment
     log = structlog.get_logger().bind(
@@ -158,14 +158,15 @@ def _program(
     entry: StoreEntry,
     store: Path | None,
     assignment: Assignment,
-    programmer: Programmer | None,
+    programmer: Programmer,
     settings: Settings,
     log: structlog.typing.FilteringBoundLogger,
 ) -> PortResult:
     request, port = assignment
     with open_bitstream(entry.path, entry.kind, store) as bitstream:
         expected_afu = _check_fits(bitstream, request)
-        if programmer is None:
+        if settings.dry_run:
+            programmer.rehearse(port, bitstream)
             log.info("dry run: would program the port", bitstream=str(entry.path))
             return PortResult(assignment, Outcome.WOULD_PROGRAM)
         started = time.monotonic()
@@ -209,7 +210,7 @@ def _check_fits(bitstream: Bitstream, request: Request) -> str:
 
 def _ensure_all(
     assignments: list[Assignment],
-    programmer: Programmer | None,
+    programmer: Programmer,
     settings: Settings,
     results: list[PortResult],
 ) -> list[PortResult]:

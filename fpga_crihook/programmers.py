@@ -49,6 +49,9 @@ class Programmer(Protocol):
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Program *bitstream* into *port*'s region or raise :class:`ProgrammingError`."""
 
+    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+        """A dry run: every check :meth:`program` makes, without changing the port."""
+
 
 def port_pr_request(
     driver: Driver, port_id: int, buffer_address: int, buffer_size: int
@@ -74,6 +77,20 @@ class IoctlProgrammer:
 
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Issue the PR ioctl on the port's FME with the raw bitstream."""
+        port_id = self._prepare(port, bitstream)
+        fd = _open_fme(port, bitstream)
+        try:
+            self._call(fd, port, port_id, bitstream)
+        finally:
+            os.close(fd)
+
+    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+        """Check the request and open the FME, as :meth:`program` would."""
+        self._prepare(port, bitstream)
+        os.close(_open_fme(port, bitstream))
+
+    def _prepare(self, port: Port, bitstream: Bitstream) -> int:
+        """The checks before the device is opened; returns the port's id for the ioctl."""
         port_id = port.read_port_id(self._busy_timeout)
         size = len(bitstream.raw)
         if size > MAX_BUFFER_SIZE:
@@ -81,11 +98,7 @@ class IoctlProgrammer:
                 f"{bitstream.source}: the raw bitstream ({size} bytes) is "
                 "larger than the PR ioctl can take"
             )
-        fd = _open_fme(port, bitstream)
-        try:
-            self._call(fd, port, port_id, bitstream)
-        finally:
-            os.close(fd)
+        return port_id
 
     def _call(self, fd: int, port: Port, port_id: int, bitstream: Bitstream) -> None:
         import ctypes  # noqa: PLC0415 (2 ms at every start otherwise; only this path needs it)
@@ -112,6 +125,10 @@ class IoctlProgrammer:
 
 class SimProgrammer:
     """For simulated nodes: opens the FME node, reads every byte, writes ``afu_id``."""
+
+    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+        """Open the FME node, as :meth:`program` would."""
+        os.close(_open_fme(port, bitstream))
 
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Do what the ioctl path does in user space, then fake the kernel's part."""
@@ -150,9 +167,16 @@ class LazyProgrammer:
 
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Build the programmer if needed, then program."""
+        self._built().program(port, bitstream)
+
+    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+        """Build the programmer if needed, then rehearse."""
+        self._built().rehearse(port, bitstream)
+
+    def _built(self) -> Programmer:
         if self._programmer is None:
             self._programmer = make_programmer(self._settings)
-        self._programmer.program(port, bitstream)
+        return self._programmer
 
 
 def make_programmer(settings: Settings) -> Programmer:

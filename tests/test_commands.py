@@ -721,6 +721,28 @@ def test_check_reports_node_problems(node: SimNode, tmp_path: Path) -> None:
     assert f"error: bitstream store {node.store} is missing or not readable" in lines
 
 
+@pytest.mark.parametrize("programmer", ["fpgaconf", "ioctl"])
+def test_check_warns_that_fpgaconf_cannot_program_the_other_ports_of_an_fme(
+    node: SimNode, tmp_path: Path, programmer: str
+) -> None:
+    _healthy_node(node)  # a two-port DFL card and a one-port OPAE card
+
+    result = run_cli(
+        ["check", str(_hooks_file(tmp_path))], node.env(FPGA_CRIHOOK_PROGRAMMER=programmer)
+    )
+
+    assert result.returncode == 0, result.stdout
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    if programmer == "ioctl":
+        assert warnings == []
+    else:
+        assert warnings == [
+            "warning: dfl card region0 (0000:5e:00.0): the fpgaconf programmer always "
+            "programs port 0 of the FME, so the hook refuses dfl-port.1 "
+            "(FPGA_CRIHOOK_PROGRAMMER=ioctl programs every port)"
+        ]
+
+
 def test_check_on_a_node_without_cards_is_an_error(node: SimNode, tmp_path: Path) -> None:
     node.store.mkdir()
 

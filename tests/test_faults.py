@@ -76,6 +76,9 @@ class DoesNothing:
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Nothing at all."""
 
+    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+        """Nothing either."""
+
 
 def _card(node: SimNode, driver: str = "dfl", ports: int = 1) -> SimCard:
     card = add_card(node, driver, index=0, interface_id=REGION_A, afu_ids=[AFU_1] * ports)
@@ -367,7 +370,7 @@ def test_read_errors_other_than_ebusy_fail_at_once_without_retrying(
 
     started = time.monotonic()
     with pytest.raises(DeviceError) as failure:
-        ensure_port(_assignment(card, settings), None, settings)
+        ensure_port(_assignment(card, settings), DoesNothing(), settings)
 
     assert str(failure.value) == f"cannot read {card.ports[0].afu_file}: {reason}"
     assert attempts() == 1

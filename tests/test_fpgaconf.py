@@ -13,10 +13,12 @@ import pytest
 from aocxfiles import aocx_bytes
 from conftest import AFU_1, AFU_2, AFU_3, REGION_A, RunHook, run_cli
 from simnode import (
+    SimCard,
     SimNode,
     SimPort,
     add_card,
     gbs_bytes,
+    gbs_metadata,
     state_json,
     write_bundle,
     write_gbs,
@@ -301,6 +303,78 @@ def test_temporary_gbs_that_cannot_be_written_is_a_programming_error(
     assert "No such file or directory" in str(caught.value)
     assert not stand_in.args_file.exists()
     assert sim_port.afu_id() == AFU_1
+
+
+def _two_port_world(node: SimNode, tmp_path: Path, port_index: int) -> tuple[str, SimCard]:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1, AFU_1])
+    write_gbs(node, REGION_A, AFU_2)
+    bundle = write_bundle(
+        tmp_path / "bundle",
+        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
+        devices=[card.ports[port_index].device()],
+    )
+    return state_json(bundle), card
+
+
+def test_fpgaconf_is_never_asked_to_program_a_port_other_than_port_0(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    state, card = _two_port_world(node, tmp_path, port_index=1)
+    # Like the real tool, the stand-in programs port 0 of the FME, whatever the hook wanted.
+    stand_in = StandIn(tmp_path / "bin", card.ports[0].afu_file)
+
+    result = run_hook(node, state, **_hook_env(stand_in, tmp_path))
+
+    assert result.returncode == 1
+    error = json.loads(result.stderr.splitlines()[-1])["error"]
+    assert error.startswith(
+        "port dfl-port.1 is port 1 of dfl-fme.0, and fpgaconf always programs port 0 of an FME"
+    )
+    assert "FPGA_CRIHOOK_PROGRAMMER=ioctl" in error
+    assert not stand_in.args_file.exists()  # refused before fpgaconf ran
+    assert [port.afu_id() for port in card.ports] == [AFU_1, AFU_1]
+
+
+def test_fpgaconf_programs_port_0_of_a_two_port_fme(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    state, card = _two_port_world(node, tmp_path, port_index=0)
+    stand_in = StandIn(tmp_path / "bin", card.ports[0].afu_file)
+
+    result = run_hook(node, state, **_hook_env(stand_in, tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    assert [port.afu_id() for port in card.ports] == [AFU_2, AFU_1]
+
+
+def test_a_dry_run_under_fpgaconf_refuses_a_port_other_than_port_0(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    state, card = _two_port_world(node, tmp_path, port_index=1)
+    stand_in = StandIn(tmp_path / "bin", card.ports[0].afu_file)
+
+    result = run_hook(node, state, FPGA_CRIHOOK_DRY_RUN="1", **_hook_env(stand_in, tmp_path))
+
+    assert result.returncode == 1
+    assert "fpgaconf always programs port 0" in result.stderr
+    assert not stand_in.args_file.exists()
+
+
+def test_fpgaconf_is_not_told_to_skip_the_user_clocks(node: SimNode, tmp_path: Path) -> None:
+    port, sim_port = _port(node)
+    document = gbs_metadata(REGION_A, AFU_2)
+    document["afu-image"].update({"clock-frequency-high": 400, "clock-frequency-low": 200})
+    gbs = node.store / REGION_A / f"{AFU_2}.gbs"
+    gbs.parent.mkdir(parents=True)
+    gbs.write_bytes(gbs_bytes(metadata=document))
+    stand_in = StandIn(tmp_path / "bin", sim_port.afu_file)
+
+    with open_bitstream(gbs, BitstreamKind.GBS, node.store) as bitstream:
+        FpgaconfProgrammer(_settings(node, stand_in)).program(port, bitstream)
+
+    assert "--skip-usrclk" not in stand_in.argv()
+    assert stand_in.argv()[-1] == str(gbs)
+    assert sim_port.afu_id() == AFU_2
 
 
 def test_fpgaconf_timeout_is_read_from_its_environment_variable(

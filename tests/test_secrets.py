@@ -119,7 +119,7 @@ CASES: list[tuple[str, Case, tuple[int, int]]] = [
     ("not-an-fpga-container", _not_annotated, (0, 0)),
     ("missing-bitstream", _missing_bitstream, (1, 1)),
     ("unhealthy-fme", _unhealthy, (1, 1)),
-    ("fme-node-missing", _fme_node_missing, (1, 0)),  # a dry run opens no FME
+    ("fme-node-missing", _fme_node_missing, (1, 1)),  # a dry run, too, opens the FME
     ("invalid-afu-id", lambda w: w.env(REQUEST[0], "FPGA_AFU_1=nothex"), (1, 1)),
     ("fpga-variable-without-equals", lambda w: w.env(REQUEST[0], "FPGA_AFU_1"), (1, 1)),
     ("fpga-variable-twice", lambda w: w.env(*REQUEST, REQUEST[1]), (1, 1)),

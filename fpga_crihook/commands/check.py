@@ -22,7 +22,7 @@ from fpga_crihook import jsondocs
 from fpga_crihook.commands.devices import CardInfo, Health, scan
 from fpga_crihook.devices import Driver
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
-from fpga_crihook.settings import Settings
+from fpga_crihook.settings import ProgrammerKind, Settings
 
 EARLY_STAGES = ("prestart", "createRuntime")  # run before the container's process
 # Settings the node checks use, by the variable a hooks.d ``env`` sets them with.
@@ -102,6 +102,7 @@ def check_node(settings: Settings) -> list[Finding]:
     findings = list(_driver_findings(cards, settings))
     for card in cards:
         findings.extend(_card_findings(card))
+        findings.extend(_fpgaconf_port_findings(card, settings))
     findings.extend(_store_findings(settings.bitstreams, cards))
     return findings
 
@@ -243,8 +244,12 @@ def _driver_findings(cards: list[CardInfo], settings: Settings) -> Iterator[Find
             yield Finding(Level.OK, f"{driver.label} driver: {count} card(s) under {where}")
 
 
+def _card_label(card: CardInfo) -> str:
+    return f"{card.driver.label} card {card.name} ({card.pci_address or 'no PCI address'})"
+
+
 def _card_findings(card: CardInfo) -> Iterator[Finding]:
-    name = f"{card.driver.label} card {card.name} ({card.pci_address or 'no PCI address'})"
+    name = _card_label(card)
     if card.fme is None:
         yield Finding(Level.ERROR, f"{name}: {card.problem}")
         return
@@ -263,6 +268,20 @@ def _card_findings(card: CardInfo) -> Iterator[Finding]:
         level = Level.WARNING if reading.health is Health.BUSY else Level.ERROR
         detail = reading.problem or "it reports all-ones IDs: the firmware has crashed"
         yield Finding(level, f"{name}: {reading.health}: {detail}")
+
+
+def _fpgaconf_port_findings(card: CardInfo, settings: Settings) -> Iterator[Finding]:
+    """fpgaconf programs port 0 of an FME only: the hook refuses the others under it."""
+    if settings.programmer is not ProgrammerKind.FPGACONF:
+        return
+    others = [port.name for port in card.ports if port.port_id != 0]
+    if others:
+        yield Finding(
+            Level.WARNING,
+            f"{_card_label(card)}: the fpgaconf programmer always programs port 0 of the "
+            f"FME, so the hook refuses {', '.join(others)} "
+            "(FPGA_CRIHOOK_PROGRAMMER=ioctl programs every port)",
+        )
 
 
 def _store_findings(store: Path, cards: list[CardInfo]) -> Iterator[Finding]:

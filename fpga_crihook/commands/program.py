@@ -51,7 +51,7 @@ def program_file(device: str, path: Path, settings: Settings, force: bool) -> Ma
     programmer = make_programmer(settings)  # a dry run, too, checks that it can program
     result = ensure_port(
         Assignment(Request(REQUEST_NAME, interface_id, afu_id), port),
-        None if settings.dry_run else programmer,
+        programmer,
         settings,
         force=force,
         bitstream_file=StoreEntry(path, kind),
