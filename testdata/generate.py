@@ -1,18 +1,25 @@
-"""Write the simulated node shipped in testdata/node (sysfs, dev, bitstream store).
+"""Write the simulated nodes shipped in testdata/ (sysfs, dev, bitstream store).
 
 Run it again (``make testdata``) after changing the builders in
-``tests/simnode.py`` or ``tests/aocxfiles.py``; a test checks that the committed tree is what this
-script writes.
+``tests/simnode.py`` or ``tests/aocxfiles.py``; a test checks that the committed trees are what
+this script writes.
 
-The node has three cards:
+A real node runs one driver family, never both, so there are two nodes:
 
-- a DFL card with one port (``dfl-port.0``), region ``ce48...``;
-- a DFL card with two ports behind one FME (``dfl-port.1``, ``dfl-port.2``),
-  region ``69528d...``;
-- an OPAE card with one port (``intel-fpga-port.0``), region ``bfac4d...``.
+``node`` (the in-tree DFL driver), with two cards:
 
-The store has GBS files for every region, and one OpenCL kernel (``.aocx``,
+- a card with one port (``dfl-port.0``), region ``ce48...``;
+- a card with two ports behind one FME (``dfl-port.1``, ``dfl-port.2``),
+  region ``69528d...``.
+
+Its store has GBS files for both regions, and one OpenCL kernel (``.aocx``,
 requested as ``5c2b8e...``) for region ``ce48...``.
+
+``opae-node`` (the out-of-tree OPAE driver), with one card with one port
+(``intel-fpga-port.0``), region ``bfac4d...``, and GBS files for that region.
+
+Every port holds ``d842...`` (nlb_0). Device nodes in ``dev/`` are plain
+files (git cannot hold character devices).
 """
 
 import shutil
@@ -37,8 +44,13 @@ VECTOR_ADD = "5c2b8e6a3f1d4e7a9b0c1d2e3f4a5b6c"
 OPENCL_BSP = "18b79ffa2ee54aa096ef4230dafacb5f"
 
 
+def _store(node: SimNode, region: str) -> None:
+    for afu, name in ((NLB0, "nlb_0"), (NLB3, "nlb_3"), (DMA, "dma_afu")):
+        write_gbs(node, region, afu, name=name)
+
+
 def build(root: Path) -> SimNode:
-    """Build the shipped node under *root* (which must not exist yet)."""
+    """Build the shipped DFL node under *root* (which must not exist yet)."""
     node = SimNode(root)
     add_card(
         node, "dfl", index=0, interface_id=REGION_A, afu_ids=[NLB0], pci_address="0000:5e:00.0"
@@ -52,24 +64,34 @@ def build(root: Path) -> SimNode:
         first_port=1,
         pci_address="0000:af:00.0",
     )
-    add_card(
-        node, "opae", index=0, interface_id=REGION_OPAE, afu_ids=[NLB0], pci_address="0000:3b:00.0"
-    )
-    for region in (REGION_A, REGION_B, REGION_OPAE):
-        for afu, name in ((NLB0, "nlb_0"), (NLB3, "nlb_3"), (DMA, "dma_afu")):
-            write_gbs(node, region, afu, name=name)
+    for region in (REGION_A, REGION_B):
+        _store(node, region)
     write_gbs(node, REGION_A, HELLO, name="hello_afu")
     kernel = gbs_bytes(REGION_A, OPENCL_BSP, name="opencl_bsp")
     (node.store / REGION_A / f"{VECTOR_ADD}.aocx").write_bytes(aocx_bytes(kernel))
     return node
 
 
+def build_opae(root: Path) -> SimNode:
+    """Build the shipped OPAE node under *root* (which must not exist yet)."""
+    node = SimNode(root)
+    add_card(
+        node, "opae", index=0, interface_id=REGION_OPAE, afu_ids=[NLB0], pci_address="0000:3b:00.0"
+    )
+    _store(node, REGION_OPAE)
+    return node
+
+
+BUILDERS = {"node": build, "opae-node": build_opae}
+
+
 def main() -> None:
-    """Replace testdata/node with a freshly built tree."""
-    target = Path(__file__).resolve().parent / "node"
-    shutil.rmtree(target, ignore_errors=True)
-    build(target)
-    print(f"wrote {target}")
+    """Replace testdata/node and testdata/opae-node with freshly built trees."""
+    for name, builder in BUILDERS.items():
+        target = Path(__file__).resolve().parent / name
+        shutil.rmtree(target, ignore_errors=True)
+        builder(target)
+        print(f"wrote {target}")
 
 
 if __name__ == "__main__":

@@ -42,9 +42,17 @@ def node(tmp_path: Path) -> SimNode:
 
 @pytest.fixture
 def shipped_node(tmp_path: Path) -> SimNode:
-    """A copy of the simulated node shipped in testdata/node."""
+    """A copy of the simulated DFL node shipped in testdata/node."""
     root = tmp_path / "shipped"
     shutil.copytree(REPO / "testdata" / "node", root, symlinks=True)
+    return SimNode(root)
+
+
+@pytest.fixture
+def shipped_opae_node(tmp_path: Path) -> SimNode:
+    """A copy of the simulated OPAE node shipped in testdata/opae-node."""
+    root = tmp_path / "shipped-opae"
+    shutil.copytree(REPO / "testdata" / "opae-node", root, symlinks=True)
     return SimNode(root)
 
 

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import random
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,65 @@ DFL_PORT_MAJOR = 511
 DFL_FME_MAJOR = 510
 OPAE_PORT_MAJOR = 509
 OPAE_FME_MAJOR = 508
+
+# The PCI functions above a card: a Xeon root port, and the card itself (the Intel PAC with
+# Arria 10 GX's physical function, 0x09c4, one the DFL driver and OPAE know).
+ROOT_PORT_IDENTITY = {
+    "vendor": "0x8086\n",
+    "device": "0x2030\n",
+    "subsystem_vendor": "0x8086\n",
+    "subsystem_device": "0x0000\n",
+    "class": "0x060400\n",
+}
+PAC_A10_IDENTITY = {
+    "vendor": "0x8086\n",
+    "device": "0x09c4\n",
+    "subsystem_vendor": "0x8086\n",
+    "subsystem_device": "0x0000\n",
+    "class": "0x120000\n",
+}
+BITSTREAM_ID = 0x0123_0002_0000_0185  # of the static region ("FIM"); any value will do
+BITSTREAM_METADATA = 0x1801_0292
+# errors/ of the FME and the port: the DFL driver's (Documentation/ABI/testing/
+# sysfs-platform-dfl-fme, sysfs-platform-dfl-port) and the OPAE driver's (fme-error.c,
+# afu-error.c), all clear. Write-only attributes are empty files here.
+CLEAR = "0x0\n"
+DFL_FME_ERRORS = dict.fromkeys(
+    (
+        "pcie0_errors",
+        "pcie1_errors",
+        "nonfatal_errors",
+        "catfatal_errors",
+        "inject_errors",
+        "fme_errors",
+        "first_error",
+        "next_error",
+    ),
+    CLEAR,
+)
+OPAE_FME_ERRORS = {
+    "revision": "1\n",
+    **dict.fromkeys(
+        ("pcie0_errors", "pcie1_errors", "gbs_errors", "bbs_errors", "warning_errors"), CLEAR
+    ),
+    "inject_error": CLEAR,
+    **dict.fromkeys(
+        ("fme-errors/errors", "fme-errors/first_error", "fme-errors/next_error"), CLEAR
+    ),
+    "fme-errors/clear": "",
+}
+DFL_PORT_ERRORS = {
+    "errors": CLEAR,
+    "first_error": CLEAR,
+    "first_malformed_req": "0x" + "0" * 32 + "\n",
+}
+OPAE_PORT_ERRORS = {"revision": "1\n", **DFL_PORT_ERRORS, "clear": ""}
+USER_CLOCK_ATTRIBUTES = {
+    "userclk_freqcmd": "",
+    "userclk_freqcntrcmd": "",
+    "userclk_freqsts": "0x0\n",
+    "userclk_freqcntrsts": "0x0\n",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +135,10 @@ class SimPort:
     def afu_file(self) -> Path:
         return self.sysfs_dir / "afu_id"
 
+    @property
+    def errors_file(self) -> Path:
+        return self.sysfs_dir / "errors" / "errors"
+
     def afu_id(self) -> str:
         return self.afu_file.read_text().strip()
 
@@ -101,6 +165,7 @@ class SimCard:
     fme_dir: Path
     interface_file: Path
     ports: tuple[SimPort, ...]
+    manager_status_file: Path | None = None  # DFL only: the FPGA manager's PR error status
 
 
 def _write(path: Path, text: str) -> None:
@@ -108,9 +173,59 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+def _write_all(directory: Path, attributes: dict[str, str]) -> None:
+    for name, text in attributes.items():
+        _write(directory / name, text)
+
+
 def _relative_symlink(link: Path, target: Path) -> None:
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(os.path.relpath(target, link.parent))
+
+
+def _pci_function(node: SimNode, pci_dir: Path, identity: dict[str, str]) -> None:
+    """A PCI function's directory with its IDs, and its ``bus/pci/devices`` link (once)."""
+    if not (pci_dir / "vendor").exists():
+        _write_all(pci_dir, identity)
+    link = node.sysfs / "bus" / "pci" / "devices" / pci_dir.name
+    if not os.path.lexists(link):
+        _relative_symlink(link, pci_dir)
+
+
+def _device_node(node: SimNode, name: str, major: int, minor: int, kind: str) -> None:
+    """``dev/<name>``: a plain file, or (root only) a character device with no driver."""
+    path = node.devfs / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "char":
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(major, minor))
+    elif kind == "file":
+        path.write_text("")
+    else:
+        raise ValueError(kind)
+
+
+def _fme_attributes(driver: str, ports: int, optional: bool) -> dict[str, str]:
+    """What both drivers' FME shows (Documentation/ABI/testing/sysfs-platform-dfl-fme)."""
+    attributes = {
+        "ports_num": f"{ports}\n",
+        "bitstream_id": f"0x{BITSTREAM_ID:x}\n",
+        "socket_id": "0\n",
+    }
+    if optional:
+        attributes["bitstream_metadata"] = f"0x{BITSTREAM_METADATA:x}\n"
+        errors = DFL_FME_ERRORS if driver == "dfl" else OPAE_FME_ERRORS
+        attributes.update({f"errors/{name}": text for name, text in errors.items()})
+    return attributes
+
+
+def _port_attributes(driver: str, optional: bool) -> dict[str, str]:
+    """A port's optional ``errors/`` and user-clock attributes (write-only ones are empty)."""
+    if not optional:
+        return {}
+    errors = DFL_PORT_ERRORS if driver == "dfl" else OPAE_PORT_ERRORS
+    attributes = {f"errors/{name}": text for name, text in errors.items()}
+    attributes.update(USER_CLOCK_ATTRIBUTES)
+    return attributes
 
 
 def add_card(
@@ -123,23 +238,49 @@ def add_card(
     first_port: int = 0,
     pci_address: str = "0000:5e:00.0",
     fme_index: int | None = None,
+    optional_attributes: bool = True,
+    device_nodes: str = "file",
 ) -> SimCard:
-    """Add one card (one FME and ``len(afu_ids)`` ports) of the ``dfl`` or ``opae`` driver."""
+    """Add one card (one FME and ``len(afu_ids)`` ports) of the ``dfl`` or ``opae`` driver.
+
+    The card has what a real node shows (DESIGN.md section 3): PCI functions
+    with their IDs and ``bus/pci/devices`` links, the class device's
+    ``device`` link, the FME's attributes, and unless *optional_attributes*
+    is false the ``errors/``, user-clock and ``bitstream_metadata``
+    attributes that some driver versions lack. *device_nodes* ``"char"``
+    makes character devices (root only) instead of plain files in ``dev/``;
+    with no driver behind them, opening one fails with ENXIO.
+    """
     fme_index = index if fme_index is None else fme_index
     domain = pci_address[:4]
-    pci_dir = node.sysfs / "devices" / f"pci{domain}:00" / f"{domain}:00:02.0" / pci_address
+    root_port_dir = node.sysfs / "devices" / f"pci{domain}:00" / f"{domain}:00:02.0"
+    pci_dir = root_port_dir / pci_address
+    _pci_function(node, root_port_dir, ROOT_PORT_IDENTITY)
+    _pci_function(node, pci_dir, PAC_A10_IDENTITY)
+    manager_status = None
     if driver == "dfl":
         class_name, card_dir = "fpga_region", pci_dir / "fpga_region" / f"region{index}"
         fme_name, port_prefix = f"dfl-fme.{fme_index}", "dfl-port."
         fme_major, port_major = DFL_FME_MAJOR, DFL_PORT_MAJOR
-        interface_file = (
+        pr_region_dir = (
             card_dir
             / fme_name
             / f"dfl-fme-region.{fme_index}"
             / "fpga_region"
             / f"region{index + 100}"
-            / "compat_id"
         )
+        interface_file = pr_region_dir / "compat_id"
+        manager_dir = (
+            card_dir / fme_name / f"dfl-fme-mgr.{fme_index}" / "fpga_manager" / f"fpga{fme_index}"
+        )
+        # The FPGA manager's PR error status (Documentation/ABI/testing/sysfs-class-fpga-manager):
+        # empty until a partial reconfiguration fails.
+        _write_all(
+            manager_dir, {"name": "DFL FME FPGA Manager\n", "state": "unknown\n", "status": ""}
+        )
+        manager_status = manager_dir / "status"
+        # The FME's PR region is a class device too (``devices`` must not take it for a card).
+        _relative_symlink(node.sysfs / "class" / "fpga_region" / pr_region_dir.name, pr_region_dir)
     elif driver == "opae":
         class_name, card_dir = "fpga", pci_dir / "fpga" / f"intel-fpga-dev.{index}"
         fme_name, port_prefix = f"intel-fpga-fme.{fme_index}", "intel-fpga-port."
@@ -147,11 +288,13 @@ def add_card(
         interface_file = card_dir / fme_name / "pr" / "interface_id"
     else:
         raise ValueError(driver)
+    _relative_symlink(card_dir / "device", pci_dir)
     fme_dir = card_dir / fme_name
     _write(fme_dir / "dev", f"{fme_major}:{fme_index}\n")
+    _write_all(fme_dir, _fme_attributes(driver, len(afu_ids), optional_attributes))
     _write(interface_file, interface_id + "\n")
     _relative_symlink(node.sysfs / "dev" / "char" / f"{fme_major}:{fme_index}", fme_dir)
-    _write(node.devfs / fme_name, "")
+    _device_node(node, fme_name, fme_major, fme_index, device_nodes)
     ports = []
     for offset, afu_id in enumerate(afu_ids):
         number = first_port + offset
@@ -161,14 +304,17 @@ def add_card(
         _write(port.sysfs_dir / "afu_id", afu_id + "\n")
         _write(port.sysfs_dir / "id", f"{offset}\n")
         _write(port.sysfs_dir / "dev", f"{port.major}:{port.minor}\n")
+        _write_all(port.sysfs_dir, _port_attributes(driver, optional_attributes))
         _relative_symlink(
             node.sysfs / "dev" / "char" / f"{port.major}:{port.minor}", port.sysfs_dir
         )
-        _write(node.devfs / port.name, "")
+        _device_node(node, port.name, port.major, port.minor, device_nodes)
         ports.append(port)
     class_link = node.sysfs / "class" / class_name / card_dir.name
     _relative_symlink(class_link, card_dir)
-    return SimCard(driver, pci_address, class_link, fme_dir, interface_file, tuple(ports))
+    return SimCard(
+        driver, pci_address, class_link, fme_dir, interface_file, tuple(ports), manager_status
+    )
 
 
 def gbs_metadata(interface_id: str | None, afu_id: str, name: str = "nlb_400") -> dict[str, Any]:

@@ -339,10 +339,10 @@ def test_two_ports_of_one_card_each_get_their_request(
 
 
 def test_opae_port_is_programmed(
-    shipped_node: SimNode, podman_on: Callable[[SimNode], Podman]
+    shipped_opae_node: SimNode, podman_on: Callable[[SimNode], Podman]
 ) -> None:
-    podman = podman_on(shipped_node)
-    port = shipped_port(shipped_node, "intel-fpga-port.0")
+    podman = podman_on(shipped_opae_node)
+    port = shipped_port(shipped_opae_node, "intel-fpga-port.0")
 
     result = podman.run([port], request_env(REGION_OPAE, AFU_2))
 

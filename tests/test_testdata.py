@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "testdata"))
@@ -29,22 +30,30 @@ def _tree(root: Path) -> dict[str, str]:
     return entries
 
 
-def test_shipped_node_is_what_the_generator_writes(tmp_path: Path) -> None:
-    shipped = REPO / "testdata" / "node"
-    generate.build(tmp_path / "node")
-    assert _tree(tmp_path / "node") == _tree(shipped)
+@pytest.mark.parametrize("name", sorted(generate.BUILDERS))
+def test_shipped_node_is_what_the_generator_writes(tmp_path: Path, name: str) -> None:
+    shipped = REPO / "testdata" / name
+    generate.BUILDERS[name](tmp_path / name)
+    assert _tree(tmp_path / name) == _tree(shipped)
     for relative, kind in _tree(shipped).items():
         if not kind.startswith("->"):
-            assert filecmp.cmp(shipped / relative, tmp_path / "node" / relative, shallow=False)
+            assert filecmp.cmp(shipped / relative, tmp_path / name / relative, shallow=False)
 
 
-def test_shipped_node_links_resolve_inside_the_tree() -> None:
-    shipped = (REPO / "testdata" / "node").resolve()
+@pytest.mark.parametrize("name", sorted(generate.BUILDERS))
+def test_shipped_node_links_resolve_inside_the_tree(name: str) -> None:
+    shipped = (REPO / "testdata" / name).resolve()
     for link in shipped.rglob("*"):
         if link.is_symlink():
             target = link.resolve()
             assert target.exists(), link
             assert shipped in target.parents, link
+
+
+@pytest.mark.parametrize(("name", "class_dir"), [("node", "fpga_region"), ("opae-node", "fpga")])
+def test_each_shipped_node_runs_one_driver_family(name: str, class_dir: str) -> None:
+    classes = REPO / "testdata" / name / "sys" / "class"
+    assert [path.name for path in classes.iterdir()] == [class_dir]
 
 
 def test_hooks_d_file_matches_current_and_legacy_mode_only() -> None:
