@@ -130,7 +130,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
     default=3.0,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="Seconds to retry sysfs reads that fail with EBUSY.",
+    help="Seconds to retry sysfs reads and exclusive device opens that fail with EBUSY.",
 )
 @click.option(
     "--dry-run/--no-dry-run",

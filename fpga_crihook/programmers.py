@@ -1,25 +1,35 @@
 """Putting a bitstream into a port's region (DESIGN.md section 5).
 
-``ioctl`` is the native path: the FME's partial-reconfiguration ioctl with
-the driver's argument struct, pointing the kernel straight at the raw
-bitstream in the (mapped) file. ``sim`` does every step but the kernel call
-and writes the new AFU ID into the simulated sysfs tree.
+``ioctl`` is the native path, taken the way OPAE's own library takes it: the
+FME and then the port are opened exclusively (the drivers answer EBUSY while
+another process holds either, so a port in use is never reprogrammed), the
+port's errors are read and cleared, and the FME's partial-reconfiguration
+ioctl gets the driver's argument struct, pointing the kernel straight at the
+raw bitstream in the (mapped) file. A failed PR is explained with what the
+driver reports. ``sim`` does every step but the kernel call and writes the
+new AFU ID into the simulated sysfs tree.
+
+Neither sets a port's user clocks (that takes OPAE's PLL tables), so both
+refuse a bitstream that asks for them; the ``fpgaconf`` programmer sets them.
 """
 
+import contextlib
 import errno
 import fcntl
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Protocol
 
 import structlog
 
 from fpga_crihook.bitstream import Bitstream
-from fpga_crihook.devices import Driver, Port
-from fpga_crihook.errors import ProgrammingError, SettingsError
+from fpga_crihook.devices import Driver, Fme, Port
+from fpga_crihook.errors import DeviceError, ProgrammingError, SettingsError
 from fpga_crihook.settings import ProgrammerKind, Settings
+from fpga_crihook.sysfs import read_attribute, retry_while_busy
 
 # <linux/fpga-dfl.h>: DFL_FPGA_FME_PORT_PR = _IO(DFL_FPGA_MAGIC 0xB6, DFL_FME_BASE 0x80 + 0)
 DFL_FPGA_FME_PORT_PR = 0xB680
@@ -31,6 +41,28 @@ OPAE_FPGA_FME_PORT_PR = 0xB580
 OPAE_PORT_PR_STRUCT = struct.Struct("=IIIIQQ")
 
 MAX_BUFFER_SIZE = 0xFFFFFFFF  # buffer_size is a u32
+# OPAE driver, include/uapi/linux/intel-fpga.h (DEFINE_FPGA_PR_ERR_MSG): on EIO the driver puts
+# the FME's PR error bits into fpga_fme_port_pr.status; bit N means OPAE_PR_STATUS_BITS[N].
+OPAE_PR_STATUS_BITS = (
+    "operation error",
+    "CRC error",
+    "incompatible bitstream",
+    "IP protocol error",
+    "FIFO overflow",
+    "timeout",
+    "secure load error",
+)
+# The DFL driver keeps those bits behind the FME's FPGA manager, as lines of text such as
+# "reconfig CRC error" (Documentation/ABI/testing/sysfs-class-fpga-manager, dfl-fme-mgr.c).
+DFL_PR_STATUS_GLOB = "dfl-fme-mgr.*/fpga_manager/fpga*/status"
+# The port's errors ("0x%llx"), and where they are written back to clear them, as OPAE's
+# xfpga plugin does before PR: the DFL driver's errors/errors is read-write
+# (Documentation/ABI/testing/sysfs-platform-dfl-port); the OPAE driver's is read-only, with a
+# write-only errors/clear (afu-error.c). Both are optional.
+PORT_ERRORS = "errors/errors"
+PORT_ERRORS_CLEAR = {Driver.DFL: "errors/errors", Driver.OPAE: "errors/clear"}
+# How OPAE opens the FME and the port around PR (xfpga open.c: no FPGA_OPEN_SHARED).
+EXCLUSIVE = os.O_RDWR | os.O_EXCL | os.O_CLOEXEC
 
 _ERRNO_HINTS = {
     errno.EIO: "the hardware reported a partial-reconfiguration error",
@@ -40,6 +72,7 @@ _ERRNO_HINTS = {
     errno.EPERM: "operation not permitted",
     errno.EBUSY: "the FME or port is busy",
     errno.EINVAL: "the driver rejected the request (port id or bitstream)",
+    errno.ENXIO: "no driver serves this device number",
 }
 
 
@@ -77,28 +110,16 @@ class IoctlProgrammer:
 
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Issue the PR ioctl on the port's FME with the raw bitstream."""
-        port_id = self._prepare(port, bitstream)
-        fd = _open_fme(port, bitstream)
-        try:
-            self._call(fd, port, port_id, bitstream)
-        finally:
-            os.close(fd)
+        port_id = _prepare(port, bitstream, ProgrammerKind.IOCTL, self._busy_timeout)
+        with _exclusive_opens(port, bitstream, self._busy_timeout) as fme_fd:
+            clear_port_errors(port, self._busy_timeout)
+            self._call(fme_fd, port, port_id, bitstream)
 
     def rehearse(self, port: Port, bitstream: Bitstream) -> None:
-        """Check the request and open the FME, as :meth:`program` would."""
-        self._prepare(port, bitstream)
-        os.close(_open_fme(port, bitstream))
-
-    def _prepare(self, port: Port, bitstream: Bitstream) -> int:
-        """The checks before the device is opened; returns the port's id for the ioctl."""
-        port_id = port.read_port_id(self._busy_timeout)
-        size = len(bitstream.raw)
-        if size > MAX_BUFFER_SIZE:
-            raise ProgrammingError(
-                f"{bitstream.source}: the raw bitstream ({size} bytes) is "
-                "larger than the PR ioctl can take"
-            )
-        return port_id
+        """Check the request and open the FME and the port exclusively, as :meth:`program`."""
+        _prepare(port, bitstream, ProgrammerKind.IOCTL, self._busy_timeout)
+        with _exclusive_opens(port, bitstream, self._busy_timeout):
+            pass
 
     def _call(self, fd: int, port: Port, port_id: int, bitstream: Bitstream) -> None:
         import ctypes  # noqa: PLC0415 (2 ms at every start otherwise; only this path needs it)
@@ -108,44 +129,39 @@ class IoctlProgrammer:
             request, argument = port_pr_request(
                 port.driver, port_id, ctypes.addressof(buffer), len(bitstream.raw)
             )
-            self._ioctl(fd, request, argument)
-        except OSError as error:
-            raise ProgrammingError(_failure(port, bitstream, error)) from None
+            try:
+                self._ioctl(fd, request, argument)
+            except OSError as error:  # fcntl.ioctl copies the struct back even then
+                raise ProgrammingError(_pr_failure(port, bitstream, error, argument)) from None
         finally:
             del buffer  # the mapping under the bitstream cannot close while this exists
-        if port.driver is Driver.OPAE:
-            status = OPAE_PORT_PR_STRUCT.unpack(argument)[-1]
-            if status:
-                raise ProgrammingError(
-                    f"programming port {port.name} through {port.fme.name} "
-                    f"with {bitstream.source}: the driver reported PR "
-                    f"status {status:#x}"
-                )
+        status = _opae_status(port, argument)
+        if status:
+            raise ProgrammingError(
+                f"programming port {port.name} through {port.fme.name} "
+                f"with {bitstream.source}: the driver reported {describe_pr_status(status)}"
+            )
 
 
 class SimProgrammer:
-    """For simulated nodes: opens the FME node, reads every byte, writes ``afu_id``."""
+    """For simulated nodes: every step of ``ioctl`` but the kernel call, then ``afu_id``."""
+
+    def __init__(self, busy_timeout: float = 0.0) -> None:
+        self._busy_timeout = busy_timeout
 
     def rehearse(self, port: Port, bitstream: Bitstream) -> None:
-        """Open the FME node, as :meth:`program` would."""
-        os.close(_open_fme(port, bitstream))
+        """Check the request and open the FME and the port exclusively, as :meth:`program`."""
+        _prepare(port, bitstream, ProgrammerKind.SIM, self._busy_timeout)
+        with _exclusive_opens(port, bitstream, self._busy_timeout):
+            pass
 
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Do what the ioctl path does in user space, then fake the kernel's part."""
-        os.close(_open_fme(port, bitstream))
-        checksum = zlib.crc32(bitstream.raw)  # touches every byte once, as the kernel would
-        afu_file = port.sysfs_dir / "afu_id"
-        staged = afu_file.with_name(f".afu_id.{os.getpid()}")
-        try:
-            staged.write_text(bitstream.afu_id + "\n", encoding="ascii")
-            # Other hooks read afu_id without the FME lock: show them the old or the
-            # new ID, as the kernel does, never a truncated file.
-            os.replace(staged, afu_file)
-        except OSError as error:
-            staged.unlink(missing_ok=True)
-            raise ProgrammingError(
-                f"sim programmer: cannot write {afu_file}: {error.strerror}"
-            ) from None
+        _prepare(port, bitstream, ProgrammerKind.SIM, self._busy_timeout)
+        with _exclusive_opens(port, bitstream, self._busy_timeout):
+            clear_port_errors(port, self._busy_timeout)
+            checksum = zlib.crc32(bitstream.raw)  # touches every byte once, as the kernel would
+            _write_afu_id(port, bitstream.afu_id)
         structlog.get_logger().debug(
             "sim programmer wrote afu_id",
             port=port.name,
@@ -183,7 +199,7 @@ def make_programmer(settings: Settings) -> Programmer:
     """The programmer the settings name."""
     if settings.programmer is ProgrammerKind.SIM:
         settings.check()
-        return SimProgrammer()
+        return SimProgrammer(settings.busy_timeout)
     if settings.programmer is ProgrammerKind.FPGACONF:
         from fpga_crihook.fpgaconf import FpgaconfProgrammer  # noqa: PLC0415
 
@@ -197,19 +213,161 @@ def _kernel_ioctl(fd: int, request: int, argument: bytearray) -> object:
     return fcntl.ioctl(fd, request, argument, True)
 
 
-def _open_fme(port: Port, bitstream: Bitstream) -> int:
+def describe_pr_status(status: int) -> str:
+    """The OPAE driver's PR status bits in words, e.g. ``PR status 0x2 (CRC error)``."""
+    words = [
+        OPAE_PR_STATUS_BITS[bit] if bit < len(OPAE_PR_STATUS_BITS) else f"unknown bit {bit}"
+        for bit in range(status.bit_length())
+        if status >> bit & 1
+    ]
+    return f"PR status {status:#x} ({', '.join(words)})"
+
+
+def clear_port_errors(port: Port, busy_timeout: float) -> None:
+    """Read the port's errors, log them, and write them back to clear them, as OPAE does.
+
+    The attributes are optional: without them there is nothing to do. A
+    failure to read or clear is a warning, not a reason to stop programming.
+    """
+    errors_file = port.sysfs_dir / PORT_ERRORS
+    if not os.path.lexists(errors_file):
+        return
+    log = structlog.get_logger().bind(port=port.name)
     try:
-        return os.open(port.fme.device_node, os.O_RDWR | os.O_CLOEXEC)
+        errors = int(read_attribute(errors_file, busy_timeout), 16)
+    except (DeviceError, ValueError) as problem:
+        log.warning("cannot read the port errors before programming", problem=str(problem))
+        return
+    if not errors:
+        return
+    clear_file = port.sysfs_dir / PORT_ERRORS_CLEAR[port.driver]
+    try:
+        _write_attribute(clear_file, f"0x{errors:x}")
     except OSError as error:
-        raise ProgrammingError(_failure(port, bitstream, error, "opening")) from None
+        log.warning(
+            "cannot clear the port errors before programming",
+            errors=f"0x{errors:x}",
+            attribute=str(clear_file),
+            reason=error.strerror,
+        )
+        return
+    log.info("port errors cleared before programming", errors=f"0x{errors:x}")
+
+
+def _prepare(port: Port, bitstream: Bitstream, kind: ProgrammerKind, busy_timeout: float) -> int:
+    """The checks before any device is opened; returns the port's id for the ioctl."""
+    if bitstream.metadata.sets_user_clocks:
+        high, low = bitstream.metadata.clocks
+        raise ProgrammingError(
+            f"{bitstream.source} asks for user clocks of {high} (high) and {low} (low), to be "
+            f"set before programming; the {kind} programmer cannot set them, and the AFU "
+            "would run at the clocks the previous one left. The fpgaconf programmer "
+            "(FPGA_CRIHOOK_PROGRAMMER=fpgaconf) sets them"
+        )
+    port_id = port.read_port_id(busy_timeout)
+    size = len(bitstream.raw)
+    if size > MAX_BUFFER_SIZE:
+        raise ProgrammingError(
+            f"{bitstream.source}: the raw bitstream ({size} bytes) is "
+            "larger than the PR ioctl can take"
+        )
+    return port_id
+
+
+@contextlib.contextmanager
+def _exclusive_opens(port: Port, bitstream: Bitstream, busy_timeout: float) -> Iterator[int]:
+    """The FME's descriptor, with the FME and then the port held open exclusively."""
+    with contextlib.ExitStack() as opened:
+        fds = []
+        for node in (port.fme.device_node, port.device_node):
+            fds.append(_open_exclusive(node, port, bitstream, busy_timeout))
+            opened.callback(os.close, fds[-1])
+        yield fds[0]
+
+
+def _open_exclusive(node: Path, port: Port, bitstream: Bitstream, busy_timeout: float) -> int:
+    try:
+        return retry_while_busy(lambda: _open_device(node, EXCLUSIVE), busy_timeout)
+    except OSError as error:
+        if error.errno == errno.EBUSY:
+            raise ProgrammingError(
+                f"programming port {port.name} with {bitstream.source} failed: {node} is in "
+                f"use by another process (EBUSY for {busy_timeout:g} s), and a device in use "
+                "is not reprogrammed"
+            ) from None
+        raise ProgrammingError(_failure(port, bitstream, error, "opening", node)) from None
+
+
+def _open_device(node: Path, flags: int) -> int:
+    """One open of a device node (a seam for fault-injection tests)."""
+    return os.open(node, flags)
+
+
+def _write_attribute(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)  # never creates it
+    try:
+        os.write(fd, text.encode("ascii"))
+    finally:
+        os.close(fd)
+
+
+def _write_afu_id(port: Port, afu_id: str) -> None:
+    afu_file = port.sysfs_dir / "afu_id"
+    staged = afu_file.with_name(f".afu_id.{os.getpid()}")
+    try:
+        staged.write_text(afu_id + "\n", encoding="ascii")
+        # Other hooks read afu_id without the FME lock: show them the old or the
+        # new ID, as the kernel does, never a truncated file.
+        os.replace(staged, afu_file)
+    except OSError as error:
+        staged.unlink(missing_ok=True)
+        raise ProgrammingError(
+            f"sim programmer: cannot write {afu_file}: {error.strerror}"
+        ) from None
+
+
+def _opae_status(port: Port, argument: bytearray) -> int:
+    if port.driver is not Driver.OPAE:
+        return 0
+    status: int = OPAE_PORT_PR_STRUCT.unpack(argument)[-1]
+    return status
+
+
+def _pr_failure(port: Port, bitstream: Bitstream, error: OSError, argument: bytearray) -> str:
+    """Why the PR ioctl failed: for EIO, the driver's own report of the hardware's error."""
+    message = _failure(port, bitstream, error)
+    if error.errno != errno.EIO:
+        return message
+    status = _opae_status(port, argument)
+    cause = describe_pr_status(status) if status else _dfl_pr_status(port.fme)
+    return f"{message}: {cause}" if cause else message
+
+
+def _dfl_pr_status(fme: Fme) -> str | None:
+    """The DFL FPGA manager's PR error lines, when the FME has that attribute."""
+    matches = sorted(fme.sysfs_dir.glob(DFL_PR_STATUS_GLOB))
+    if len(matches) != 1:
+        return None
+    try:
+        text = read_attribute(matches[0], 0)
+    except DeviceError:
+        return None
+    lines = [line.strip()[:80] for line in text.splitlines() if line.strip()][:8]
+    if not lines:
+        return None
+    return f"{'; '.join(lines)} ({matches[0].relative_to(fme.sysfs_dir)})"
 
 
 def _failure(
-    port: Port, bitstream: Bitstream, error: OSError, step: str = "the PR ioctl on"
+    port: Port,
+    bitstream: Bitstream,
+    error: OSError,
+    step: str = "the PR ioctl on",
+    node: Path | None = None,
 ) -> str:
     hint = _ERRNO_HINTS.get(error.errno or 0, error.strerror or "unknown error")
     name = errno.errorcode.get(error.errno or 0, str(error.errno))
     return (
         f"programming port {port.name} with {bitstream.source} failed: {step} "
-        f"{port.fme.device_node}: {name}: {hint}"
+        f"{node or port.fme.device_node}: {name}: {hint}"
     )

@@ -2,13 +2,16 @@
 
 Attributes are tiny text files. A port's ``afu_id`` can fail with EBUSY
 while the port is being reprogrammed (DESIGN.md section 3): that is retried
-with a bounded backoff; any other error is reported at once.
+with a bounded backoff; any other error is reported at once. The same
+backoff serves the programmers' exclusive opens of the device nodes.
 """
 
 import errno
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from fpga_crihook.errors import DeviceBusyError, DeviceError
 from fpga_crihook.ids import InvalidIdError, canonical_id
@@ -16,6 +19,7 @@ from fpga_crihook.ids import InvalidIdError, canonical_id
 MAX_ATTRIBUTE_BYTES = 4096
 _FIRST_DELAY = 0.01
 _LONGEST_DELAY = 0.25
+_T = TypeVar("_T")
 
 
 def _read_raw(path: Path) -> bytes:
@@ -24,33 +28,49 @@ def _read_raw(path: Path) -> bytes:
         return attribute.read(MAX_ATTRIBUTE_BYTES)
 
 
+def retry_while_busy(attempt: Callable[[], _T], busy_timeout: float) -> _T:
+    """Run *attempt*, again with growing pauses while it fails with EBUSY.
+
+    After *busy_timeout* seconds the last EBUSY propagates, as does any other
+    :class:`OSError` at once. Every wait on a busy device goes through here.
+    """
+    deadline = _busy_deadline(busy_timeout)
+    delay = _FIRST_DELAY
+    while True:
+        try:
+            return attempt()
+        except OSError as error:
+            remaining = deadline - time.monotonic()
+            if error.errno != errno.EBUSY or remaining <= 0:
+                raise
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, _LONGEST_DELAY)
+
+
+def _busy_deadline(busy_timeout: float) -> float:
+    """The monotonic time after which a busy device is given up: how long we may still wait."""
+    return time.monotonic() + busy_timeout
+
+
 def read_attribute(path: Path, busy_timeout: float) -> str:
     """Return the attribute's text without surrounding white space.
 
     EBUSY is retried with growing pauses until *busy_timeout* seconds have
     passed; then, and for every other error, :class:`DeviceError` is raised.
     """
-    deadline = time.monotonic() + busy_timeout
-    delay = _FIRST_DELAY
-    while True:
-        try:
-            raw = _read_raw(path)
-        except OSError as error:
-            if error.errno != errno.EBUSY:
-                raise DeviceError(f"cannot read {path}: {_reason(error)}") from None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeviceBusyError(
-                    f"{path} stayed busy (EBUSY) for {busy_timeout:g} s: "
-                    "the device may be in the middle of reprogramming"
-                ) from None
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, _LONGEST_DELAY)
-            continue
-        try:
-            return raw.decode("ascii").strip()
-        except UnicodeDecodeError:
-            raise DeviceError(f"{path} does not hold ASCII text") from None
+    try:
+        raw = retry_while_busy(lambda: _read_raw(path), busy_timeout)
+    except OSError as error:
+        if error.errno == errno.EBUSY:
+            raise DeviceBusyError(
+                f"{path} stayed busy (EBUSY) for {busy_timeout:g} s: "
+                "the device may be in the middle of reprogramming"
+            ) from None
+        raise DeviceError(f"cannot read {path}: {_reason(error)}") from None
+    try:
+        return raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise DeviceError(f"{path} does not hold ASCII text") from None
 
 
 def read_id(path: Path, busy_timeout: float) -> str:
