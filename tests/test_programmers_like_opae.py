@@ -354,6 +354,19 @@ def test_port_errors_that_cannot_be_cleared_are_a_warning_not_a_failure(node: Si
     assert (warning["errors"], warning["attribute"]) == ("0x1", str(clear))
 
 
+def test_unreadable_port_errors_are_a_warning_not_a_failure(node: SimNode) -> None:
+    world = _world(node, "dfl")
+    world.card.ports[0].errors_file.write_text("not a number\n")
+
+    with structlog.testing.capture_logs() as events:
+        result = ensure_port(world.assignment, SimProgrammer(0.3), world.settings)
+
+    assert result.outcome is Outcome.PROGRAMMED
+    [warning] = [e for e in events if e["log_level"] == "warning"]
+    assert warning["event"] == "cannot read the port errors before programming"
+    assert world.card.ports[0].errors_file.read_text() == "not a number\n"
+
+
 # --- PR error status -----------------------------------------------------------------------
 
 
