@@ -338,8 +338,11 @@ def _pr_failure(port: Port, bitstream: Bitstream, error: OSError, argument: byte
     message = _failure(port, bitstream, error)
     if error.errno != errno.EIO:
         return message
-    status = _opae_status(port, argument)
-    cause = describe_pr_status(status) if status else _dfl_pr_status(port.fme)
+    if port.driver is Driver.OPAE:
+        status = _opae_status(port, argument)
+        cause = describe_pr_status(status) if status else None
+    else:
+        cause = _dfl_pr_status(port.fme)
     return f"{message}: {cause}" if cause else message
 
 
