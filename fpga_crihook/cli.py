@@ -2,7 +2,8 @@
 
 Settings are options of the command group, each also read from an
 ``FPGA_CRIHOOK_*`` environment variable (hooks.d ``env`` is how operators
-set them). Every failure is one error line and exit status 1.
+set them) and from the node config file (:mod:`fpga_crihook.nodeconfig`).
+Every failure is one error line and exit status 1.
 """
 
 import dataclasses
@@ -18,8 +19,8 @@ import click
 import structlog
 from click.core import ParameterSource
 
-from fpga_crihook import logs
-from fpga_crihook.errors import HookError
+from fpga_crihook import logs, nodeconfig
+from fpga_crihook.errors import HookError, SettingsError
 from fpga_crihook.settings import ProgrammerKind, Settings, ensure_path_variable
 
 if TYPE_CHECKING:
@@ -51,7 +52,30 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+def _read_config_file(context: click.Context, parameter: click.Parameter, path: Path) -> None:
+    """Load the node config file into the group's defaults, before any setting is read."""
+    assert parameter.name is not None
+    named_by = nodeconfig.origin_of(context.get_parameter_source(parameter.name))
+    try:
+        nodeconfig.load_defaults(context, path, named_by)
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config-file",
+    envvar=nodeconfig.ENV_VAR,
+    show_envvar=True,
+    default=nodeconfig.DEFAULT_PATH,
+    show_default=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    is_eager=True,
+    expose_value=False,
+    callback=_read_config_file,
+    help="Node config file (TOML): settings under their long option names. "
+    "Option > env var > config file > default; a missing file is fine.",
+)
 @click.option(
     "--sysfs",
     envvar="FPGA_CRIHOOK_SYSFS",

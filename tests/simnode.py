@@ -99,6 +99,11 @@ class SimNode:
     def store(self) -> Path:
         return self.root / "store"
 
+    @property
+    def config_file(self) -> Path:
+        """The node config file: absent unless a test writes it."""
+        return self.root / "config.toml"
+
     def env(self, **extra: str) -> dict[str, str]:
         """Hook settings pointing at this node, with the events as JSON lines on stderr.
 
@@ -109,8 +114,13 @@ class SimNode:
 
     def quiet_env(self, **extra: str) -> dict[str, str]:
         """Hook settings pointing at this node, as a hooks.d ``env`` sets them: stderr
-        stays empty on success and holds one plain line on failure; no syslog."""
+        stays empty on success and holds one plain line on failure; no syslog.
+
+        The config file is the node's own, so that the machine's
+        /etc/fpga-crihook/config.toml never changes what a test sees.
+        """
         settings = {
+            "FPGA_CRIHOOK_CONFIG": str(self.config_file),
             "FPGA_CRIHOOK_SYSFS": str(self.sysfs),
             "FPGA_CRIHOOK_DEVFS": str(self.devfs),
             "FPGA_CRIHOOK_BITSTREAMS": str(self.store),
