@@ -272,9 +272,16 @@ def _source(context: click.Context, name: str) -> ParameterSource:
 
 
 @cli.command("prestart")
+@click.option(
+    "--cdi",
+    "requested_by_cdi",
+    is_flag=True,
+    help="The hook comes from a CDI spec of fpga-crihook (cdi generate): the container "
+    "asked for an FPGA device by its CDI name, so run without the region annotation.",
+)
 @click.pass_obj
 @_reports_errors
-def prestart(settings: Settings) -> None:
+def prestart(settings: Settings, requested_by_cdi: bool) -> None:
     """Run as the OCI prestart hook: read the container state on stdin.
 
     Exit 0 when every requested accelerator is in place (or the container is
@@ -289,7 +296,7 @@ def prestart(settings: Settings) -> None:
 
     settings.check()
     state = read_state(sys.stdin.buffer)
-    if not state.is_fpga_region_container:
+    if not requested_by_cdi and not state.is_fpga_region_container:
         # Most containers on a node are not ours: leave before importing the rest.
         structlog.get_logger().debug(
             "not an FPGA region container: nothing to do", container_id=state.id
@@ -300,7 +307,7 @@ def prestart(settings: Settings) -> None:
     progress = Progress()
     succeeded = False
     try:
-        run_prestart(state, settings, progress)
+        run_prestart(state, settings, progress, requested_by_cdi=requested_by_cdi)
         succeeded = True
     finally:
         if settings.metrics_dir is not None:
@@ -467,10 +474,24 @@ def _echo(output: str | dict[str, Any]) -> None:
 
 def main() -> None:
     """Console-script entry point: one line per error, exit status 1, never a traceback."""
+    _main(None, "fpga-crihook")
+
+
+def intel_drop_in() -> None:
+    """``intel-fpga-crihook``: ``fpga-crihook createRuntime``, for Intel's CDI spec.
+
+    Intel's FPGA device plugin names ``/opt/intel/fpga-sw/intel-fpga-crihook``
+    as a createRuntime hook with no arguments and no env: the annotation gate
+    applies, and settings come from the node config file.
+    """
+    _main(["createRuntime", *sys.argv[1:]], "intel-fpga-crihook")
+
+
+def _main(args: list[str] | None, prog_name: str) -> None:
     logs.keep_standard_descriptors_open()
     ensure_path_variable(os.environ)
     try:
-        status: Any = cli.main(prog_name="fpga-crihook", standalone_mode=False)
+        status: Any = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as done:
         status = done.exit_code
     except click.ClickException as error:

@@ -39,6 +39,8 @@ from fpga_crihook.programmers import LazyProgrammer, Programmer, make_programmer
 from fpga_crihook.requests import Request, parse_requests
 from fpga_crihook.settings import Settings
 
+_ANNOTATED = "has the FPGA region annotation"
+
 
 class Outcome(enum.StrEnum):
     """What happened to one port."""
@@ -80,29 +82,38 @@ class Progress:
 
 
 def run_prestart(
-    state: State, settings: Settings, progress: Progress | None = None
+    state: State,
+    settings: Settings,
+    progress: Progress | None = None,
+    *,
+    requested_by_cdi: bool = False,
 ) -> list[PortResult]:
     """Make every port the container was given hold the AFU it asked for.
 
     Returns the per-port outcomes (empty for a container that is not an FPGA
     region container); raises on the first request that cannot be satisfied.
     *progress*, when given, follows the run and keeps what it did when it raises.
+    *requested_by_cdi*: the hook was attached by our own CDI spec because the
+    container asked for an FPGA device by its CDI name, so the region
+    annotation is not needed, and a container that names no accelerator is
+    simply given the device as it is.
     """
     progress = Progress() if progress is None else progress
     log = structlog.get_logger()
     _bind_container(state)
-    if not state.is_fpga_region_container:
+    if not requested_by_cdi and not state.is_fpga_region_container:
         log.debug("not an FPGA region container: nothing to do")
         return []
     config = load_config(Path(state.bundle))
-    _require_fields(config, Path(state.bundle) / "config.json")
+    if requested_by_cdi and not parse_requests(config.env, required=False):
+        log.info("no FPGA_REGION_N / FPGA_AFU_N variables: nothing to program")
+        return []
+    why = "was given an FPGA device through CDI" if requested_by_cdi else _ANNOTATED
+    _require_fields(config, Path(state.bundle) / "config.json", why)
     requests = parse_requests(config.env)
     ports = progress.ports = resolve_ports(config.devices, settings)
     if not ports:
-        raise DeviceError(
-            "the container has the FPGA region annotation but none of its "
-            "linux.devices is an FPGA port"
-        )
+        raise DeviceError(f"the container {why} but none of its linux.devices is an FPGA port")
     log.info(
         "hook started",
         requests=[_describe(request) for request in requests],
@@ -236,15 +247,12 @@ def _progress(done: list[PortResult], remaining: list[Assignment]) -> str:
     return "; ".join(parts)
 
 
-def _require_fields(config: RuntimeConfig, source: Path) -> None:
-    if not config.env:
-        raise InputError(
-            f"{source}: field 'process.env' is missing or empty in an FPGA region container"
-        )
-    if not config.devices:
-        raise InputError(
-            f"{source}: field 'linux.devices' is missing or empty in an FPGA region container"
-        )
+def _require_fields(config: RuntimeConfig, source: Path, why: str) -> None:
+    for field, value in (("process.env", config.env), ("linux.devices", config.devices)):
+        if not value:
+            raise InputError(
+                f"{source}: field {field!r} is missing or empty, but the container {why}"
+            )
 
 
 def _bind_container(state: State) -> None:

@@ -36,8 +36,12 @@ class Request(NamedTuple):
     afu_id: str
 
 
-def parse_requests(env: Iterable[str]) -> list[Request]:
-    """Pair the FPGA variables of *env* into requests, ordered by suffix."""
+def parse_requests(env: Iterable[str], required: bool = True) -> list[Request]:
+    """Pair the FPGA variables of *env* into requests, ordered by suffix.
+
+    With *required* false, an *env* without any of them gives no requests
+    instead of an error.
+    """
     regions, afus = _fpga_variables(env)
     unpaired = sorted((regions.keys() ^ afus.keys()), key=_suffix_order)
     if unpaired:
@@ -51,6 +55,8 @@ def parse_requests(env: Iterable[str]) -> list[Request]:
             "every region needs its AFU and the reverse"
         )
     if not regions:
+        if not required:
+            return []
         raise InputError(
             f"the container has the FPGA region annotation but no "
             f"{REGION_PREFIX}N / {AFU_PREFIX}N variables"

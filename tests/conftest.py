@@ -12,6 +12,7 @@ import pytest
 from simnode import SimNode
 
 HOOK = Path(sys.executable).parent / "fpga-crihook"
+DROP_IN = Path(sys.executable).parent / "intel-fpga-crihook"  # the createRuntime hook, no args
 REPO = Path(__file__).resolve().parent.parent
 
 REGION_A = "ce48969398f05f33946d560708be108a"
@@ -56,10 +57,12 @@ def shipped_opae_node(tmp_path: Path) -> SimNode:
     return SimNode(root)
 
 
-def run_cli(args: list[str], env: dict[str, str], stdin: str = "") -> Completed:
+def run_cli(
+    args: list[str], env: dict[str, str], stdin: str = "", program: Path = HOOK
+) -> Completed:
     """Run the installed console script with exactly *env* (no PATH unless given)."""
     result = subprocess.run(
-        [str(HOOK), *args],
+        [str(program), *args],
         input=stdin,
         env=env,
         capture_output=True,

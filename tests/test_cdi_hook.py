@@ -1,0 +1,155 @@
+"""The hook as CDI runs it: Intel's drop-in (no arguments) and ``createRuntime --cdi``."""
+
+import json
+from pathlib import Path
+
+from conftest import AFU_1, AFU_2, DROP_IN, REGION_A, Completed, run_cli
+from simnode import SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
+
+UNKNOWN_AFU = "0123456789abcdef0123456789abcdef"
+
+
+def _port_and_bundle(
+    node: SimNode, tmp_path: Path, env: list[str] | None = None
+) -> tuple[SimPort, Path]:
+    """One port holding AFU_1, AFU_2 in the store, and a container asking for *env*."""
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    write_gbs(node, REGION_A, AFU_2)
+    if env is None:
+        env = [f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"]
+    bundle = write_bundle(
+        tmp_path / "bundle", env=["PATH=/bin", *env], devices=[card.ports[0].device()]
+    )
+    return card.ports[0], bundle
+
+
+def _config_only(node: SimNode, log_file: Path) -> dict[str, str]:
+    """No setting in the environment: all of them in the node's config file."""
+    node.config_file.write_text(
+        "".join(
+            f'{key} = "{value}"\n'
+            for key, value in (
+                ("sysfs", node.sysfs),
+                ("devfs", node.devfs),
+                ("bitstreams", node.store),
+                ("lock-dir", node.root / "locks"),
+                ("programmer", "sim"),
+                ("log-file", log_file),
+            )
+        )
+    )
+    node.config_file.chmod(0o644)
+    return {"FPGA_CRIHOOK_CONFIG": str(node.config_file)}
+
+
+def _events(log_file: Path) -> list[str]:
+    if not log_file.exists():
+        return []
+    return [json.loads(line)["event"] for line in log_file.read_text().splitlines()]
+
+
+def _drop_in(env: dict[str, str], state: str) -> Completed:
+    return run_cli([], env, state, program=DROP_IN)
+
+
+def test_drop_in_with_no_arguments_programs_an_annotated_container(
+    node: SimNode, tmp_path: Path
+) -> None:
+    port, bundle = _port_and_bundle(node, tmp_path)
+    log_file = tmp_path / "hook.log"
+
+    result = _drop_in(_config_only(node, log_file), state_json(bundle))
+
+    assert result.returncode == 0, result.stderr
+    assert port.afu_id() == AFU_2
+    assert _events(log_file)[-1] == "port programmed"
+
+
+def test_drop_in_leaves_a_container_without_the_annotation_alone(
+    node: SimNode, tmp_path: Path
+) -> None:
+    port, bundle = _port_and_bundle(node, tmp_path)
+    log_file = tmp_path / "hook.log"
+
+    result = _drop_in(_config_only(node, log_file), state_json(bundle, annotated=False))
+
+    assert (result.returncode, result.stdout) == (0, "")
+    assert port.afu_id() == AFU_1
+    assert "port programmed" not in _events(log_file)
+
+
+def test_drop_in_fails_like_create_runtime(node: SimNode, tmp_path: Path) -> None:
+    env = [f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={UNKNOWN_AFU}"]
+    port, bundle = _port_and_bundle(node, tmp_path, env)
+    settings = _config_only(node, tmp_path / "hook.log")
+
+    dropped_in = _drop_in(settings, state_json(bundle))
+    create_runtime = run_cli(["createRuntime"], settings, state_json(bundle))
+
+    assert dropped_in.returncode == create_runtime.returncode == 1
+    assert f"no bitstream for region {REGION_A}, AFU {UNKNOWN_AFU}" in dropped_in.stderr
+    assert _without_timestamps(dropped_in.stderr) == _without_timestamps(create_runtime.stderr)
+    assert port.afu_id() == AFU_1
+
+
+def test_drop_in_help_is_the_create_runtime_help() -> None:
+    result = run_cli(["--help"], {}, program=DROP_IN)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: intel-fpga-crihook createRuntime [OPTIONS]")
+
+
+def test_cdi_argument_programs_without_the_annotation(node: SimNode, tmp_path: Path) -> None:
+    port, bundle = _port_and_bundle(node, tmp_path)
+
+    result = run_cli(["createRuntime", "--cdi"], node.env(), state_json(bundle, annotated=False))
+
+    assert result.returncode == 0, result.stderr
+    assert port.afu_id() == AFU_2
+
+
+def test_cdi_container_that_names_no_accelerator_gets_its_port_as_it_is(
+    node: SimNode, tmp_path: Path
+) -> None:
+    port, bundle = _port_and_bundle(node, tmp_path, env=["HOME=/root"])
+
+    result = run_cli(["createRuntime", "--cdi"], node.env(), state_json(bundle, annotated=False))
+
+    assert result.returncode == 0, result.stderr
+    assert port.afu_id() == AFU_1
+    [event] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert event["event"] == "no FPGA_REGION_N / FPGA_AFU_N variables: nothing to program"
+
+
+def test_cdi_container_with_a_broken_request_still_fails(node: SimNode, tmp_path: Path) -> None:
+    port, bundle = _port_and_bundle(node, tmp_path, env=[f"FPGA_REGION_1={REGION_A}"])
+
+    result = run_cli(["createRuntime", "--cdi"], node.env(), state_json(bundle, annotated=False))
+
+    assert result.returncode == 1
+    assert "FPGA_REGION_1 is set but FPGA_AFU_1 is not" in result.stderr
+    assert port.afu_id() == AFU_1
+
+
+def test_cdi_container_without_an_fpga_port_is_told_so(node: SimNode, tmp_path: Path) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    bundle = write_bundle(
+        tmp_path / "bundle",
+        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
+        devices=[{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}],
+    )
+
+    result = run_cli(["createRuntime", "--cdi"], node.env(), state_json(bundle, annotated=False))
+
+    assert result.returncode == 1
+    assert (
+        "the container was given an FPGA device through CDI but none of its linux.devices "
+        "is an FPGA port" in result.stderr
+    )
+
+
+def _without_timestamps(stderr: str) -> list[dict[str, object]]:
+    events = [json.loads(line) for line in stderr.splitlines()]
+    for event in events:
+        event.pop("timestamp", None)
+    return events
