@@ -444,27 +444,135 @@ def install(settings: Settings, afu_id: str | None, force: bool, file: Path) -> 
 
 
 @cli.command("check")
+@click.option(
+    "--hooks-dir",
+    "hooks_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A hooks.d directory the runtime reads, searched when no FILE is given "
+    "(default: /usr/share/containers/oci/hooks.d, /etc/containers/oci/hooks.d).",
+)
+@click.option(
+    "--cdi-spec-dir",
+    "cdi_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A CDI spec directory, searched when no FILE is given (default: /etc/cdi, /var/run/cdi).",
+)
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
-@click.pass_obj
+@click.pass_context
 @_reports_errors
-def check(settings: Settings, files: tuple[Path, ...]) -> None:
-    """Validate hooks.d files and this node's set-up; exit 1 on any error.
+def check(
+    context: click.Context,
+    hooks_dirs: tuple[Path, ...],
+    cdi_dirs: tuple[Path, ...],
+    files: tuple[Path, ...],
+) -> None:
+    """Validate hooks.d files, CDI specs and this node's set-up; exit 1 on any error.
 
-    Each hooks.d file (default: the one this package ships) is checked
-    against the hooks.d 1.0.0 format and for what fpga-crihook needs; then
-    the node: FPGA drivers and cards, FME device nodes, the bitstream store.
-    One line per finding: "ok:", "warning:" or "error:".
+    First the node config file and every setting in force, with where it
+    came from. Each hooks.d file is checked against the hooks.d 1.0.0 format
+    and for what fpga-crihook needs; each CDI spec for the hooks that run
+    fpga-crihook; a hooks.d file and a CDI spec that would both run it for
+    one container are an error. Without FILE: the hooks.d file this package
+    ships and every file in the runtimes' hooks.d and CDI directories that
+    runs fpga-crihook. Then the node: FPGA drivers and cards, FME device
+    nodes, the bitstream store. One line per finding: "ok:", "warning:" or
+    "error:".
 
     \b
     Example:
         fpga-crihook check /etc/containers/oci/hooks.d/intel-fpga-crihook.json
+        fpga-crihook check /var/run/cdi/intel.cdi.k8s.io-fpga.json
+        fpga-crihook check
     """
     from fpga_crihook.commands import check as checks  # noqa: PLC0415
 
-    findings = checks.run_checks(list(files) or [checks.shipped_hooks_file()], settings)
+    settings: Settings = context.obj
+    findings = checks.config_findings(
+        nodeconfig.config_file(context), nodeconfig.settings_in_force(context)
+    )
+    if files:
+        findings += checks.run_checks(list(files), settings, installed=list(files))
+    else:
+        searched = [*(hooks_dirs or checks.HOOKS_DIRS), *(cdi_dirs or checks.CDI_SPEC_DIRS)]
+        installed = checks.installed_files(
+            list(hooks_dirs or checks.HOOKS_DIRS), list(cdi_dirs or checks.CDI_SPEC_DIRS)
+        )
+        findings += checks.installed_findings(installed, searched)
+        findings += checks.run_checks(
+            [checks.shipped_hooks_file(), *installed], settings, installed
+        )
     _echo("\n".join(str(finding) for finding in findings))
     if checks.has_errors(findings):
         raise SystemExit(EXIT_FAILURE)
+
+
+@cli.group("cdi")
+def cdi() -> None:
+    """Container Device Interface (CDI) specs: how containerd, CRI-O and podman run the hook
+    for a container that asks for an FPGA device by name."""
+
+
+@cdi.command("generate")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the spec to this file, atomically (default: stdout), "
+    "e.g. /etc/cdi/intel.com-fpga.json.",
+)
+@click.option(
+    "--format",
+    "spec_format",
+    type=click.Choice(["json", "yaml"]),
+    default=None,
+    help="json or yaml (default: what the --output name ends with, else json).",
+)
+@click.option(
+    "--hook-path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The fpga-crihook the runtime runs (default: this installation's).",
+)
+@click.pass_context
+@_reports_errors
+def cdi_generate(
+    context: click.Context, output: Path | None, spec_format: str | None, hook_path: Path | None
+) -> None:
+    """Write a CDI spec for this node's FPGA ports (kind intel.com/fpga).
+
+    One device per port, named after it (dfl-port.0, intel-fpga-port.0), and
+    "all"; the spec's createRuntime hook is `fpga-crihook createRuntime --cdi`,
+    with the settings this command was given in its env. A container that
+    asks for a device then gets the port, programmed with the accelerator its
+    FPGA_REGION_N / FPGA_AFU_N variables name, without the region annotation.
+
+    \b
+    Example:
+        fpga-crihook cdi generate --output /etc/cdi/intel.com-fpga.json
+        podman run --device intel.com/fpga=dfl-port.0 \\
+          -e FPGA_REGION_1=ce48... -e FPGA_AFU_1=f7df... IMAGE
+    """
+    from fpga_crihook.commands import cdi as specs  # noqa: PLC0415
+
+    chosen = specs.output_format(spec_format, output)
+    spec, notes = specs.generate(
+        context.obj,
+        specs.installed_hook(hook_path),
+        nodeconfig.settings_in_force(context),
+        nodeconfig.config_file(context),
+    )
+    text = specs.render(spec, chosen)
+    for note in notes + (specs.output_notes(output) if output is not None else []):
+        click.echo(note, err=True)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    specs.write_atomically(text, output)
+    devices = ", ".join(device["name"] for device in spec["devices"])
+    _echo(f"wrote {output}: kind {spec['kind']}, devices {devices}")
 
 
 def _echo(output: str | dict[str, Any]) -> None:

@@ -60,6 +60,13 @@ class Setting(NamedTuple):
     origin: Origin
     envvar: str | None
 
+    @property
+    def is_default(self) -> bool:
+        """True when the value is the built-in default (``/sys`` and ``Path("/sys")`` alike)."""
+        if self.value is None or self.default is None:
+            return self.value is self.default
+        return env_text(self.value) == env_text(self.default)
+
     def as_env(self) -> str | None:
         """``VAR=value`` that gives the hook this setting, or ``None`` if it has no variable."""
         if self.envvar is None or self.value is None:

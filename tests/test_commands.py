@@ -698,7 +698,8 @@ def test_check_reports_a_file_that_is_not_json(node: SimNode, tmp_path: Path) ->
     result = _cli(node, "check", str(broken))
 
     assert result.returncode == 1
-    assert result.stdout.splitlines()[0].startswith(f"error: {broken} is not valid JSON")
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
+    assert errors[0].startswith(f"error: {broken} is not valid JSON")
 
 
 def test_check_reports_node_problems(node: SimNode, tmp_path: Path) -> None:

@@ -7,7 +7,12 @@ and the legacy value of the FPGA mode annotation (DESIGN.md section 1), no
 other condition that keeps it from running (the runtime ANDs them), a stage
 before the container's process starts, and an executable hook path.
 The node part looks for the drivers' cards, their FME device nodes and a
-readable bitstream store. Every finding is one line.
+readable bitstream store. CDI specs (DESIGN.md section 2) are checked for
+what runs the hook: a createRuntime (or prestart) hook whose program is
+there. A node where a hooks.d file and a CDI spec would both run the hook
+for one container is an error: the port would be programmed twice. The
+report starts with the node config file and every setting in force, with
+where it came from. Every finding is one line.
 """
 
 import enum
@@ -19,8 +24,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from fpga_crihook import jsondocs
+from fpga_crihook.commands import cdi
 from fpga_crihook.commands.devices import CardInfo, Health, scan
 from fpga_crihook.devices import Driver
+from fpga_crihook.nodeconfig import ConfigFile, Origin, Setting, env_text
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
 from fpga_crihook.settings import ProgrammerKind, Settings
 
@@ -34,6 +41,9 @@ NODE_SETTINGS = {
 HOOK_COMMANDS = ("prestart", "createRuntime")
 # Setting either asks for the events on stderr (see cli._asked_for_events).
 EVENTS_ON_STDERR = ("FPGA_CRIHOOK_LOG_LEVEL", "FPGA_CRIHOOK_LOG_FORMAT")
+# Where runtimes look (CRI-O and podman: containers/common; CDI: the spec's defaults).
+HOOKS_DIRS = (Path("/usr/share/containers/oci/hooks.d"), Path("/etc/containers/oci/hooks.d"))
+CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
 
 
 class Level(enum.StrEnum):
@@ -59,10 +69,67 @@ def shipped_hooks_file() -> Path:
     return Path(str(resources.files("fpga_crihook").joinpath("data/intel-fpga-crihook.json")))
 
 
-def run_checks(hooks_files: list[Path], settings: Settings) -> list[Finding]:
-    """Check each hooks.d file, then the node."""
-    findings = [finding for path in hooks_files for finding in check_hooks_file(path, settings)]
+def run_checks(
+    hooks_files: list[Path], settings: Settings, installed: list[Path] | None = None
+) -> list[Finding]:
+    """Check each hooks.d file or CDI spec, that no two of *installed* run the hook for one
+    container, then the node."""
+    findings = [finding for path in hooks_files for finding in check_file(path, settings)]
+    findings.extend(double_run_findings(installed or []))
     return findings + check_node(settings)
+
+
+def check_file(path: Path, settings: Settings | None = None) -> list[Finding]:
+    """Findings for a hooks.d file or a CDI spec, told apart by what they hold."""
+    if path.suffix in (".yaml", ".yml"):
+        return check_cdi_spec(path, settings)
+    try:
+        document = jsondocs.decode(path.read_bytes())
+    except (OSError, jsondocs.JsonProblem):
+        document = None  # check_hooks_file says what is wrong with it
+    if cdi.is_spec(document):
+        return check_cdi_spec(path, settings)
+    return check_hooks_file(path, settings)
+
+
+def installed_files(hooks_dirs: list[Path], cdi_dirs: list[Path]) -> list[Path]:
+    """The hooks.d files and CDI specs in the runtimes' directories that run fpga-crihook."""
+    found: list[Path] = []
+    for directory, patterns in [
+        *((directory, ("*.json",)) for directory in hooks_dirs),
+        *((directory, ("*.json", "*.yaml")) for directory in cdi_dirs),
+    ]:
+        candidates = sorted(path for pattern in patterns for path in directory.glob(pattern))
+        found.extend(path for path in candidates if _runs_the_hook(path))
+    return found
+
+
+def installed_findings(installed: list[Path], searched: list[Path]) -> list[Finding]:
+    """A warning when nothing in the runtimes' directories runs the hook."""
+    if installed:
+        return []
+    where = ", ".join(str(directory) for directory in searched)
+    return [
+        Finding(
+            Level.WARNING,
+            f"no hooks.d file or CDI spec in {where} runs fpga-crihook: install the hooks.d "
+            "file (CRI-O, podman) or a CDI spec (fpga-crihook cdi generate; or Intel's device "
+            "plugin with the intel-fpga-crihook drop-in)",
+        )
+    ]
+
+
+def config_findings(config: ConfigFile | None, settings: list[Setting]) -> list[Finding]:
+    """The node config file, then every setting in force and where it came from."""
+    if config is None:
+        return []
+    named = "" if config.named_by is Origin.DEFAULT else f" (named on the {config.named_by})"
+    if config.found:
+        count = sum(1 for setting in settings if setting.origin is Origin.CONFIG_FILE)
+        summary = f"config file {config.path}{named}: {count} setting(s) in force from it"
+    else:
+        summary = f"no config file at {config.path}{named}: nothing read from one"
+    return [Finding(Level.OK, summary), *(Finding(Level.OK, _setting_line(s)) for s in settings)]
 
 
 def has_errors(findings: list[Finding]) -> bool:
@@ -105,6 +172,185 @@ def check_node(settings: Settings) -> list[Finding]:
         findings.extend(_fpgaconf_port_findings(card, settings))
     findings.extend(_store_findings(settings.bitstreams, cards))
     return findings
+
+
+def check_cdi_spec(path: Path, settings: Settings | None = None) -> list[Finding]:
+    """Findings for one CDI spec: its format (cdiVersion 0.5.0), and the hooks that run us."""
+    try:
+        document = cdi.read_document(path)
+    except OSError as error:
+        return [Finding(Level.ERROR, f"{path}: cannot read it: {error.strerror}")]
+    except jsondocs.JsonProblem as problem:
+        return [Finding(Level.ERROR, f"{path} {problem}")]
+    if not cdi.is_spec(document):
+        return [Finding(Level.ERROR, f"{path}: not a CDI spec (no cdiVersion)")]
+    format_findings = list(_cdi_format_findings(path, document))
+    if any(finding.level is Level.ERROR for finding in format_findings):
+        return format_findings  # the runtime drops the whole file
+    hooks = cdi.our_hooks(document)
+    findings = [
+        *format_findings,
+        *_cdi_kind_findings(path, document, hooks),
+        *(finding for hook in hooks for finding in _cdi_hook_findings(path, document, hook)),
+        *(finding for hook in hooks for finding in _env_findings(path, _env(hook), settings)),
+        *_cdi_device_node_findings(path, document),
+    ]
+    if hooks and not has_errors(findings):
+        stages = sorted({str(hook.hook.get("hookName")) for hook in hooks})
+        findings.append(
+            Finding(
+                Level.OK,
+                f"{path}: CDI spec (cdiVersion {document['cdiVersion']}, kind "
+                f"{document.get('kind')}) runs fpga-crihook at {', '.join(stages)}",
+            )
+        )
+    return findings
+
+
+def double_run_findings(paths: list[Path]) -> Iterator[Finding]:
+    """An error for each hooks.d file and CDI spec that would both run the hook for one
+    container: a region-mode container given one of the spec's devices."""
+    hooks_files, specs = [], []
+    for path in paths:
+        document = _document(path)
+        if cdi.is_spec(document) and cdi.our_hooks(document):
+            specs.append((path, document.get("kind")))
+        elif isinstance(document, dict) and _hooks_file_runs_us(document):
+            hooks_files.append(path)
+    for hooks_file in hooks_files:
+        for spec, kind in specs:
+            if kind == cdi.INTEL_KIND:
+                advice = f"remove {hooks_file}: Intel's device plugin runs the hook through {spec}"
+            else:
+                advice = f"keep one: remove {spec}, or {hooks_file} (containerd never reads it)"
+            yield Finding(
+                Level.ERROR,
+                f"{hooks_file} and {spec} both run fpga-crihook for an FPGA region container "
+                f"given a device of kind {kind}, whose ports would be programmed twice: {advice}",
+            )
+
+
+def _cdi_format_findings(path: Path, document: dict[str, Any]) -> Iterator[Finding]:
+    version = document["cdiVersion"]
+    if version != cdi.CDI_VERSION:
+        yield Finding(
+            Level.WARNING,
+            f"{path}: cdiVersion {version!r}: fpga-crihook knows the CDI {cdi.CDI_VERSION} "
+            "format only, so only the hooks were checked",
+        )
+        return
+    validator = jsondocs.schema_validator(f"cdi-{cdi.CDI_VERSION}")
+    for error in sorted(validator.iter_errors(document), key=lambda e: list(e.path)):
+        where = "/".join(str(part) for part in error.absolute_path) or "top level"
+        yield Finding(
+            Level.ERROR,
+            f"{path}: breaks the CDI {cdi.CDI_VERSION} format at {where}: {error.message} "
+            "(the runtime would ignore the whole file)",
+        )
+
+
+def _cdi_kind_findings(
+    path: Path, document: dict[str, Any], hooks: list[cdi.SpecHook]
+) -> Iterator[Finding]:
+    kind = document.get("kind")
+    if not hooks and kind in cdi.FPGA_KINDS:
+        yield Finding(
+            Level.ERROR,
+            f"{path}: no hook in this {kind} spec: containers given its devices start "
+            "without their accelerator programmed",
+        )
+    elif not hooks:
+        yield Finding(Level.WARNING, f"{path}: kind {kind}: no hook runs fpga-crihook here")
+
+
+def _cdi_hook_findings(
+    path: Path, document: dict[str, Any], hook: cdi.SpecHook
+) -> Iterator[Finding]:
+    name, executable = hook.hook.get("hookName"), str(hook.hook.get("path"))
+    where = f"{path}: {hook.where}: hook {executable}"
+    if name not in EARLY_STAGES:
+        yield Finding(
+            Level.ERROR,
+            f"{where} runs at {name}, neither prestart nor createRuntime: the accelerator "
+            "would not be in place when the container starts",
+        )
+    if not os.path.isfile(executable):
+        install = " (install-on-node.sh with HOOK_MODE=intel-cdi puts the drop-in there)"
+        missing = install if hook.program == cdi.DROP_IN else ""
+        yield Finding(Level.ERROR, f"{where} does not exist{missing}")
+    elif not os.access(executable, os.X_OK):
+        yield Finding(Level.ERROR, f"{where} is not executable")
+    yield from _cdi_argument_findings(where, document, hook)
+
+
+def _cdi_argument_findings(
+    where: str, document: dict[str, Any], hook: cdi.SpecHook
+) -> Iterator[Finding]:
+    arguments = [str(argument) for argument in hook.hook.get("args") or []]
+    if hook.program == cdi.DROP_IN:
+        return  # the drop-in is createRuntime already: no argument needed
+    if not any(command in arguments[1:] for command in HOOK_COMMANDS):
+        yield Finding(
+            Level.ERROR,
+            f"{where}: args {arguments} do not name the createRuntime command "
+            f'(expected e.g. ["fpga-crihook", "createRuntime", "{cdi.CDI_ARGUMENT}"])',
+        )
+    elif cdi.CDI_ARGUMENT not in arguments and document.get("kind") != cdi.INTEL_KIND:
+        yield Finding(
+            Level.WARNING,
+            f"{where}: args {arguments} lack {cdi.CDI_ARGUMENT}: a container given a device "
+            f"of kind {document.get('kind')} without the FPGA region annotation starts "
+            "without its accelerator programmed",
+        )
+
+
+def _cdi_device_node_findings(path: Path, document: dict[str, Any]) -> Iterator[Finding]:
+    devices_by_node: dict[str, list[str]] = {}
+    for device, node in cdi.spec_device_nodes(document):
+        host_path = str(node.get("hostPath") or node.get("path"))
+        devices_by_node.setdefault(host_path, []).append(device)
+    for host_path, devices in devices_by_node.items():
+        if not os.path.exists(host_path):
+            yield Finding(
+                Level.WARNING,
+                f"{path}: {host_path} (device {', '.join(devices)}) does not exist on this "
+                "node: regenerate the spec (fpga-crihook cdi generate)",
+            )
+
+
+def _env(hook: cdi.SpecHook) -> list[str]:
+    env = hook.hook.get("env") or []
+    return [str(entry) for entry in env if "=" in str(entry)]
+
+
+def _runs_the_hook(path: Path) -> bool:
+    document = _document(path)
+    if cdi.is_spec(document):
+        return bool(cdi.our_hooks(document))
+    return isinstance(document, dict) and _hooks_file_runs_us(document)
+
+
+def _hooks_file_runs_us(document: dict[str, Any]) -> bool:
+    hook = document.get("hook")
+    if not isinstance(hook, dict) or "version" not in document:
+        return False
+    return os.path.basename(str(hook.get("path", ""))) in cdi.OUR_PROGRAMS
+
+
+def _document(path: Path) -> Any:
+    """The file's document, or None when it cannot be read (the file checks report why)."""
+    try:
+        return cdi.read_document(path)
+    except (OSError, jsondocs.JsonProblem):
+        return None
+
+
+def _setting_line(setting: Setting) -> str:
+    origin = str(setting.origin)
+    if setting.origin is Origin.ENVIRONMENT and setting.envvar is not None:
+        origin = f"environment {setting.envvar}"
+    value = "none" if setting.value is None else env_text(setting.value)
+    return f"setting {setting.key} = {value} ({origin})"
 
 
 def _schema_errors(document: Any) -> Iterator[str]:
@@ -211,7 +457,7 @@ def _env_findings(path: Path, env: list[str], settings: Settings | None) -> Iter
             continue
         attribute, option = NODE_SETTINGS[variable]
         checked = getattr(settings, attribute)
-        if Path(value) != checked:
+        if os.path.abspath(value) != os.path.abspath(checked):
             yield Finding(
                 Level.WARNING,
                 f"{path}: hook.env sets {variable}={value}, but this check looked at "
