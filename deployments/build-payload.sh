@@ -100,4 +100,5 @@ done
 
 # A hook runs with only hooks.d's env (DESIGN.md section 2): no PATH, no PYTHON*.
 env -i "$prefix/bin/fpga-crihook" --help >/dev/null
+env -i "$prefix/bin/intel-fpga-crihook" --help >/dev/null  # the drop-in for Intel's CDI spec
 echo "payload ready at $prefix"

@@ -37,6 +37,9 @@ INSTALLED = Path("opt/intel/fpga-crihook")
 RELEASES = Path("opt/intel/fpga-crihook.d")
 HOOKS_DIR = Path("etc/containers/oci/hooks.d")
 INSTALLED_HOOK_FILE = HOOKS_DIR / "intel-fpga-crihook.json"
+DROP_IN = Path("opt/intel/fpga-sw/intel-fpga-crihook")  # the path Intel's CDI spec names
+DROP_IN_TARGET = "../fpga-crihook/bin/intel-fpga-crihook"
+OVERLAY = KUBERNETES / "intel-cdi" / "kustomization.yaml"
 VENV_PYTHON_TARGET = "/opt/intel/fpga-crihook/python/bin/python3.11"
 
 
@@ -169,6 +172,9 @@ def _make_payload(directory: Path, release: str) -> Path:
     program = directory / "bin" / "fpga-crihook"
     program.write_text(f"#!/bin/sh\necho {release}\n", encoding="utf-8")
     program.chmod(0o755)
+    drop_in = directory / "bin" / "intel-fpga-crihook"
+    drop_in.write_text(f"#!/bin/sh\necho drop-in {release}\n", encoding="utf-8")
+    drop_in.chmod(0o755)
     (directory / "bin" / "python").symlink_to(VENV_PYTHON_TARGET)
     (directory / "lib").mkdir()
     (directory / "lib" / f"{release}.txt").write_text(release, encoding="utf-8")
@@ -187,7 +193,7 @@ def _make_hook_json(path: Path, timeout: int = 60) -> Path:
 
 
 def _run_installer(
-    node_root: Path, payload: Path, hook_json: Path, *args: str
+    node_root: Path, payload: Path, hook_json: Path, *args: str, mode: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ["PATH"],
@@ -195,6 +201,8 @@ def _run_installer(
         "PAYLOAD_DIR": str(payload),
         "HOOK_JSON": str(hook_json),
     }
+    if mode is not None:
+        env["HOOK_MODE"] = mode
     return subprocess.run(
         ["sh", str(INSTALLER), *args],
         env=env,
@@ -205,8 +213,8 @@ def _run_installer(
     )
 
 
-def _install(node_root: Path, payload: Path, hook_json: Path) -> str:
-    result = _run_installer(node_root, payload, hook_json)
+def _install(node_root: Path, payload: Path, hook_json: Path, mode: str | None = None) -> str:
+    result = _run_installer(node_root, payload, hook_json, mode=mode)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -376,6 +384,147 @@ def test_installed_hook_file_names_the_installed_program(node_root: Path, tmp_pa
     program = node_root / hook["hook"]["path"].lstrip("/")
     assert program.is_file()
     assert os.access(program, os.X_OK)
+
+
+# --- install-on-node.sh: the drop-in for Intel's CDI spec --------------------
+
+
+def _run_drop_in(node_root: Path) -> str:
+    result = subprocess.run(
+        [node_root / DROP_IN], capture_output=True, text=True, check=True, timeout=10
+    )
+    return result.stdout.strip()
+
+
+def test_intel_cdi_mode_puts_the_drop_in_where_intels_spec_points(
+    node_root: Path, tmp_path: Path
+) -> None:
+    payload = _make_payload(tmp_path / "payload", "first")
+
+    output = _install(node_root, payload, _make_hook_json(tmp_path / "hook.json"), "intel-cdi")
+
+    assert os.readlink(node_root / DROP_IN) == DROP_IN_TARGET
+    assert _run_drop_in(node_root) == "drop-in first"
+    assert not (node_root / INSTALLED_HOOK_FILE).exists()  # CRI-O would run the hook twice
+    assert f"linked {node_root / DROP_IN} to {DROP_IN_TARGET}" in output
+    assert [path.name for path in (node_root / DROP_IN).parent.iterdir()] == [DROP_IN.name]
+
+
+def test_drop_in_follows_a_new_release(node_root: Path, tmp_path: Path) -> None:
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    _install(node_root, _make_payload(tmp_path / "old", "old"), hook_json, "intel-cdi")
+
+    output = _install(node_root, _make_payload(tmp_path / "new", "new"), hook_json, "intel-cdi")
+
+    assert _run_drop_in(node_root) == "drop-in new"
+    assert f"{node_root / DROP_IN} is up to date" in output
+
+
+def test_switching_modes_swaps_the_hooks_d_file_and_the_drop_in(
+    node_root: Path, tmp_path: Path
+) -> None:
+    payload = _make_payload(tmp_path / "payload", "first")
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    _install(node_root, payload, hook_json)  # the default: hooks.d
+
+    _install(node_root, payload, hook_json, "intel-cdi")
+    cdi_state = ((node_root / INSTALLED_HOOK_FILE).exists(), (node_root / DROP_IN).is_symlink())
+    _install(node_root, payload, hook_json, "hooks.d")
+
+    assert cdi_state == (False, True)
+    assert (node_root / INSTALLED_HOOK_FILE).read_bytes() == hook_json.read_bytes()
+    assert not os.path.lexists(node_root / DROP_IN)
+
+
+def test_a_drop_in_not_ours_stays_in_hooks_d_mode_and_is_replaced_in_intel_cdi_mode(
+    node_root: Path, tmp_path: Path
+) -> None:
+    payload = _make_payload(tmp_path / "payload", "first")
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    intels = node_root / DROP_IN
+    intels.parent.mkdir(parents=True)
+    intels.write_text("#!/bin/sh\necho intel\n", encoding="utf-8")
+    intels.chmod(0o755)
+
+    _install(node_root, payload, hook_json)
+    kept = _run_drop_in(node_root)
+    output = _install(node_root, payload, hook_json, "intel-cdi")
+
+    assert kept == "intel"
+    assert f"replacing {intels}, which was not fpga-crihook's" in output
+    assert _run_drop_in(node_root) == "drop-in first"
+
+
+def test_uninstall_removes_the_drop_in(node_root: Path, tmp_path: Path) -> None:
+    payload = _make_payload(tmp_path / "payload", "first")
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    _install(node_root, payload, hook_json, "intel-cdi")
+    assert (node_root / DROP_IN).is_symlink()
+
+    result = _run_installer(node_root, payload, hook_json, "uninstall", mode="intel-cdi")
+
+    assert result.returncode == 0, result.stderr
+    assert not os.path.lexists(node_root / DROP_IN)
+    assert not (node_root / INSTALLED).exists()
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("cdi", "unknown HOOK_MODE 'cdi': expected hooks.d or intel-cdi"),
+        ("intel-cdi", "no executable {payload}/bin/intel-fpga-crihook: the payload has no drop-in"),
+    ],
+)
+def test_installer_refuses_a_mode_it_cannot_serve(
+    node_root: Path, tmp_path: Path, mode: str, message: str
+) -> None:
+    payload = _make_payload(tmp_path / "payload", "first")
+    (payload / "bin" / "intel-fpga-crihook").unlink()
+
+    result = _run_installer(node_root, payload, _make_hook_json(tmp_path / "h.json"), mode=mode)
+
+    assert result.returncode != 0
+    assert message.format(payload=payload) in result.stderr
+    assert list(node_root.iterdir()) == []
+
+
+def _merged_by_name(
+    base: list[dict[str, Any]], patch: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A strategic merge of two lists keyed by ``name`` (containers, env), as kustomize does."""
+    merged = {item["name"]: copy.deepcopy(item) for item in base}
+    for item in patch:
+        target = merged.setdefault(item["name"], {})
+        for key, value in item.items():
+            if key == "env":
+                target["env"] = _merged_by_name(target.get("env", []), value)
+            else:
+                target[key] = value
+    return list(merged.values())
+
+
+def test_intel_cdi_overlay_switches_the_installer_mode() -> None:
+    (overlay,) = _documents(OVERLAY)
+    (entry,) = overlay["patches"]
+    patch = yaml.safe_load(entry["patch"])
+    daemonset = copy.deepcopy(_daemonset())
+    pod_spec = daemonset["spec"]["template"]["spec"]
+    patch_spec = patch["spec"]["template"]["spec"]
+
+    pod_spec["initContainers"] = _merged_by_name(
+        pod_spec["initContainers"], patch_spec["initContainers"]
+    )
+
+    assert overlay["resources"] == ["../base"]
+    assert (patch["kind"], patch["metadata"]["name"]) == ("DaemonSet", "intel-fpga-crihook")
+    (installer,) = pod_spec["initContainers"]
+    assert _env(installer)["HOOK_MODE"] == "intel-cdi"
+    assert _env(_pod_spec()["initContainers"][0])["HOOK_MODE"] == "hooks.d"  # the base's default
+    kubernetes_validate.validate(daemonset, KUBERNETES_VERSIONS[0], strict=True)
+    # The drop-in's directory is under a host path the init container mounts.
+    assert "/" + str(DROP_IN.parent.parent) in {
+        volume["hostPath"]["path"] for volume in pod_spec["volumes"]
+    }
 
 
 # --- Containerfile ------------------------------------------------------------
