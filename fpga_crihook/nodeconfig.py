@@ -109,7 +109,10 @@ def read(path: Path) -> dict[str, Any] | None:
         raise SettingsError(f"cannot read config file {path}: {error.strerror}") from None
     with os.fdopen(fd, "rb") as stream:
         _require_trusted(path, os.fstat(stream.fileno()))
-        raw = stream.read(MAX_BYTES + 1)
+        try:
+            raw = stream.read(MAX_BYTES + 1)
+        except OSError as error:
+            raise SettingsError(f"cannot read config file {path}: {error.strerror}") from None
     if len(raw) > MAX_BYTES:
         raise SettingsError(f"config file {path} is larger than {MAX_BYTES} bytes")
     return _parse(path, raw)
