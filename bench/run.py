@@ -143,6 +143,14 @@ def build_cases(root: Path, size_mib: int) -> list[Case]:
             env={"FPGA_CRIHOOK_METRICS_DIR": str(root / "metrics")},
             expect="skipped",
         ),
+        world.hook(
+            "skip-conf",
+            "skip, settings in the node config file",
+            AFU_HELD,
+            skip_port,
+            expect="skipped",
+            settings_in_file=True,
+        ),
         world.hook("noop", "container without the annotation", AFU_HELD, None),
         world.hook(
             f"gbs-{size}",
@@ -188,22 +196,41 @@ class _World:
         env: dict[str, str] | None = None,
         reset: bool = False,
         error: str | None = None,
+        settings_in_file: bool = False,
     ) -> Case:
         """``fpga-crihook prestart`` for a container asking for *afu* on *port* (``None``:
-        no annotation, no devices); *reset* puts an idle AFU into the port before each run."""
+        no annotation, no devices); *reset* puts an idle AFU into the port before each run;
+        *settings_in_file* moves the node's settings from the env into its config file."""
         bundle = _bundle(self.root / name, afu, port)
         stdin = self.root / f"{name}.state.json"
         stdin.write_text(state_json(bundle, annotated=port is not None))
+        settings = self.node.env(**(env or {}))
+        if settings_in_file:
+            settings = _in_config_file(settings, self.node.config_file)
         return Case(
             name,
             what,
             [str(HOOK), "prestart"],
-            self.node.env(**(env or {})),
+            settings,
             stdin,
             expect,
             (port.afu_file, AFU_IDLE + "\n") if reset and port is not None else None,
             error,
         )
+
+
+def _in_config_file(env: dict[str, str], config_file: Path) -> dict[str, str]:
+    """*env*'s settings written to *config_file* (keys: the long option names); an env
+    that names only that file, as for a hook run from Intel's CDI spec."""
+    named = "FPGA_CRIHOOK_CONFIG"
+    lines = [
+        f'{name.removeprefix("FPGA_CRIHOOK_").lower().replace("_", "-")} = "{value}"\n'
+        for name, value in env.items()
+        if name != named
+    ]
+    config_file.write_text("".join(lines))
+    config_file.chmod(0o644)
+    return {named: str(config_file)}
 
 
 def _reference(name: str, root: Path) -> Case:
@@ -308,6 +335,7 @@ def make_report(
         for left, right in (
             ("skip", "floor"),
             ("skip-metrics", "skip"),
+            ("skip-conf", "skip"),
             ("noop", "floor"),
             (f"dry-{size}", "dry-small"),
         )

@@ -14,6 +14,7 @@ ROWS = [
     "floor-elf",
     "skip",
     "skip-metrics",
+    "skip-conf",
     "noop",
     "gbs-1",
     "aocx-1",
@@ -52,6 +53,7 @@ def test_small_benchmark_measures_every_row_and_judges_every_target(tmp_path: Pa
     assert list(report["differences"]) == [
         "skip - floor",
         "skip-metrics - skip",
+        "skip-conf - skip",
         "noop - floor",
         "dry-1 - dry-small",
     ]
