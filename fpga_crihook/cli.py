@@ -307,7 +307,7 @@ def prestart(settings: Settings, requested_by_cdi: bool) -> None:
     progress = Progress()
     succeeded = False
     try:
-        run_prestart(state, settings, progress, requested_by_cdi=requested_by_cdi)
+        run_prestart(state, settings, progress, requested_by_cdi)
         succeeded = True
     finally:
         if settings.metrics_dir is not None:

@@ -85,7 +85,6 @@ def run_prestart(
     state: State,
     settings: Settings,
     progress: Progress | None = None,
-    *,
     requested_by_cdi: bool = False,
 ) -> list[PortResult]:
     """Make every port the container was given hold the AFU it asked for.

@@ -75,7 +75,11 @@ def test_generate_names_a_device_per_port_and_all_with_the_hook_once(node: SimNo
     assert hook["path"] == str(HOOK)
     assert hook["args"] == ["fpga-crihook", "createRuntime", "--cdi"]
     assert hook["timeout"] == 90
-    assert sorted(hook["env"]) == sorted(f"{name}={value}" for name, value in node.env().items())
+    # Every setting the command was given but the log format, which the tests ask for
+    # to read events on stderr: in a hook it would put them into a failed pod's error.
+    given = {**node.env()}
+    assert given.pop("FPGA_CRIHOOK_LOG_FORMAT") == "json"
+    assert sorted(hook["env"]) == sorted(f"{name}={value}" for name, value in given.items())
 
 
 def test_generate_names_opae_ports_with_their_numbers(node: SimNode) -> None:
@@ -316,6 +320,24 @@ def test_check_warns_about_our_spec_without_the_cdi_argument(node: SimNode, tmp_
         f"warning: {path}: containerEdits: hook {HOOK}: args ['fpga-crihook', 'createRuntime'] "
         "lack --cdi: a container given a device of kind intel.com/fpga without the FPGA region "
         "annotation starts without its accelerator programmed"
+    ]
+
+
+def test_check_warns_about_a_cdi_hook_env_that_puts_events_on_stderr(
+    node: SimNode, tmp_path: Path
+) -> None:
+    _dfl_card(node)
+    spec = _generate(node)
+    spec["containerEdits"]["hooks"][0]["env"].append("FPGA_CRIHOOK_LOG_LEVEL=debug")
+    path = _write_spec(tmp_path / "fpga.json", spec)
+
+    result = _cli(node, "check", str(path))
+
+    assert result.returncode == 0, result.stdout
+    assert _lines(result, "warning") == [
+        f"warning: {path}: hook.env sets FPGA_CRIHOOK_LOG_LEVEL, which puts the hook's JSON "
+        "events on stderr too, and runc pastes all of stderr into a failed pod's error: "
+        "leave it out (the journal and the log file get the events without it)"
     ]
 
 

@@ -35,6 +35,7 @@ def _config_only(node: SimNode, log_file: Path) -> dict[str, str]:
                 ("lock-dir", node.root / "locks"),
                 ("programmer", "sim"),
                 ("log-file", log_file),
+                ("syslog", "off"),  # tests never write the machine's journal
             )
         )
     )
@@ -87,8 +88,9 @@ def test_drop_in_fails_like_create_runtime(node: SimNode, tmp_path: Path) -> Non
     create_runtime = run_cli(["createRuntime"], settings, state_json(bundle))
 
     assert dropped_in.returncode == create_runtime.returncode == 1
-    assert f"no bitstream for region {REGION_A}, AFU {UNKNOWN_AFU}" in dropped_in.stderr
-    assert _without_timestamps(dropped_in.stderr) == _without_timestamps(create_runtime.stderr)
+    assert dropped_in.stderr == create_runtime.stderr  # one line, what runc hands on
+    [line] = dropped_in.stderr.splitlines()
+    assert line.startswith(f"fpga-crihook: no bitstream for region {REGION_A}, AFU {UNKNOWN_AFU}")
     assert port.afu_id() == AFU_1
 
 
@@ -146,10 +148,3 @@ def test_cdi_container_without_an_fpga_port_is_told_so(node: SimNode, tmp_path: 
         "the container was given an FPGA device through CDI but none of its linux.devices "
         "is an FPGA port" in result.stderr
     )
-
-
-def _without_timestamps(stderr: str) -> list[dict[str, object]]:
-    events = [json.loads(line) for line in stderr.splitlines()]
-    for event in events:
-        event.pop("timestamp", None)
-    return events

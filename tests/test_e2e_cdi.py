@@ -192,6 +192,7 @@ def config_text(node: SimNode, log_file: Path) -> str:
         "lock-dir": node.root / "locks",
         "programmer": "sim",
         "log-file": log_file,
+        "syslog": "off",  # tests never write the machine's journal
     }
     return "".join(f'{key} = "{value}"\n' for key, value in settings.items())
 

@@ -9,7 +9,8 @@ The ports come from the same sysfs scan as ``devices``. The hook sits in the
 spec-wide ``containerEdits``, which a runtime applies once however many of
 the spec's devices a container asks for, so the hook runs once per container.
 Its ``env`` carries the settings given on the command line or in the
-environment that differ from the defaults, and names a config file other
+environment that differ from the defaults (not the log level and format,
+which would put the hook's events on stderr), and names a config file other
 than the default one, so a spec made for a custom store or sysfs root works
 as generated; settings from the config file stay there, read by the hook at
 each start. The spec is checked against the shipped JSON Schema of
@@ -49,6 +50,9 @@ PERMISSIONS = "rw"  # the container uses the port; it never creates device nodes
 PROGRAM = "fpga-crihook"
 CONTAINER_DEVFS = Path("/dev")
 SPEC_SUFFIXES = (".json", ".yaml")  # the only files CDI runtimes read from their directories
+# Either one set puts the hook's events on stderr, which runc pastes into a failed pod's
+# error (DESIGN.md section 6): they concern this command's own output, not the hook's.
+NOT_FOR_THE_HOOK = ("log-level", "log-format")
 
 
 class Format(enum.StrEnum):
@@ -113,13 +117,15 @@ def hook_env(in_force: list[Setting], config: ConfigFile | None) -> list[str]:
     """The env that gives the hook the settings this command was given.
 
     Settings from the command line or the environment that differ from the
-    defaults, and the config file when it is not the default one.
+    defaults (but the log level and format), and the config file when it is
+    not the default one.
     """
     env = []
     if config is not None and os.path.abspath(config.path) != str(DEFAULT_PATH):
         env.append(f"{ENV_VAR}={os.path.abspath(config.path)}")
     for setting in in_force:
         given = setting.origin in (Origin.COMMAND_LINE, Origin.ENVIRONMENT)
+        given = given and setting.key not in NOT_FOR_THE_HOOK
         absolute = setting  # the runtime runs the hook in another working directory
         if isinstance(setting.value, Path):
             absolute = setting._replace(value=Path(os.path.abspath(setting.value)))

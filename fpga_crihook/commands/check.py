@@ -193,6 +193,7 @@ def check_cdi_spec(path: Path, settings: Settings | None = None) -> list[Finding
         *_cdi_kind_findings(path, document, hooks),
         *(finding for hook in hooks for finding in _cdi_hook_findings(path, document, hook)),
         *(finding for hook in hooks for finding in _env_findings(path, _env(hook), settings)),
+        *(finding for hook in hooks for finding in _stderr_findings(path, _env(hook))),
         *_cdi_device_node_findings(path, document),
     ]
     if hooks and not has_errors(findings):
