@@ -24,7 +24,6 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -138,19 +137,21 @@ def hook_env(in_force: list[Setting], config: ConfigFile | None) -> list[str]:
 def installed_hook(explicit: Path | None) -> Path:
     """The ``fpga-crihook`` program a runtime should run: absolute, executable."""
     if explicit is not None:
-        candidates: Iterator[str | None] = iter([str(explicit)])
-    else:
-        beside = Path(sys.executable).parent / PROGRAM  # the venv's own script
-        candidates = iter([str(beside), shutil.which(PROGRAM)])
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        if not _is_program(str(explicit)):
+            raise HookError(f"--hook-path {explicit} is not an executable file")
+        return Path(os.path.abspath(explicit))
+    beside = Path(sys.executable).parent / PROGRAM  # the venv's own script
+    for candidate in (str(beside), shutil.which(PROGRAM)):
+        if candidate is not None and _is_program(candidate):
             return Path(os.path.abspath(candidate))
-    if explicit is not None:
-        raise HookError(f"--hook-path {explicit} is not an executable file")
     raise HookError(
         f"cannot find the installed {PROGRAM} (beside {sys.executable} or on PATH): "
         "name it with --hook-path"
     )
+
+
+def _is_program(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def output_format(requested: str | None, output: Path | None) -> Format:
