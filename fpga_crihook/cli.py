@@ -256,15 +256,15 @@ def cli(
 
 
 def _asked_for_events(context: click.Context) -> bool:
-    """Events go to stderr only when someone asks, with an explicitly set --log-level or
-    --log-format (option, environment or config file), or when stderr is a terminal.
+    """Events go to stderr only when someone asks for them for this run: --log-level or
+    --log-format given as an option or an environment variable, or stderr a terminal.
 
-    Otherwise stderr is the runtime's: nothing on success, one line on failure.
+    The node config file is not such a request: it sets the level of what the journal
+    and the log file get on every run. Otherwise stderr is the runtime's: nothing on
+    success, one line on failure.
     """
-    return any(
-        _source(context, name) is not ParameterSource.DEFAULT
-        for name in ("log_level", "log_format")
-    )
+    asking = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return any(_source(context, name) in asking for name in ("log_level", "log_format"))
 
 
 def _source(context: click.Context, name: str) -> ParameterSource:

@@ -214,3 +214,25 @@ def test_an_option_added_to_the_group_is_a_config_key_without_more_code(tmp_path
     _write_config(config, "deadline = -3\n")
     with pytest.raises(SettingsError, match="key 'deadline': -3"):
         nodeconfig.load_defaults(context, config, nodeconfig.Origin.DEFAULT)
+
+
+def test_a_log_level_in_the_config_file_reaches_the_journal_not_the_pods_error(
+    node: SimNode, tmp_path: Path
+) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    write_gbs(node, REGION_A, AFU_2)
+    bundle = write_bundle(
+        tmp_path / "bundle",
+        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
+        devices=[card.ports[0].device()],
+    )
+    log_file = tmp_path / "hook.log"
+    config = _write_config(
+        node.config_file,
+        _node_settings_toml(node) + f'log-file = "{log_file}"\nlog-level = "debug"\n',
+    )
+
+    result = run_cli(["prestart"], _only_config(config), state_json(bundle))
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert '"level": "debug"' in log_file.read_text()
