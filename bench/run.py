@@ -221,16 +221,18 @@ class _World:
 
 def _in_config_file(env: dict[str, str], config_file: Path) -> dict[str, str]:
     """*env*'s settings written to *config_file* (keys: the long option names); an env
-    that names only that file, as for a hook run from Intel's CDI spec."""
-    named = "FPGA_CRIHOOK_CONFIG"
+    that names only that file, as for a hook run from Intel's CDI spec, and keeps the
+    request for events on stderr (the file's log settings are for the journal), so
+    that the run's last event can be checked."""
+    named, kept = "FPGA_CRIHOOK_CONFIG", ("FPGA_CRIHOOK_LOG_FORMAT",)
     lines = [
         f'{name.removeprefix("FPGA_CRIHOOK_").lower().replace("_", "-")} = "{value}"\n'
         for name, value in env.items()
-        if name != named
+        if name != named and name not in kept
     ]
     config_file.write_text("".join(lines))
     config_file.chmod(0o644)
-    return {named: str(config_file)}
+    return {named: str(config_file), **{name: env[name] for name in kept if name in env}}
 
 
 def _reference(name: str, root: Path) -> Case:
