@@ -10,6 +10,7 @@ from conftest import REPO
 ROWS = [
     "bare",
     "floor",
+    "floor-models",
     "floor-all",
     "floor-elf",
     "skip",
@@ -51,14 +52,14 @@ def test_small_benchmark_measures_every_row_and_judges_every_target(tmp_path: Pa
         assert row["rss_mib"] > 1
     assert report["rows"]["gbs-1"]["rss_mib"] > report["rows"]["bare"]["rss_mib"]
     assert list(report["differences"]) == [
-        "skip - floor",
+        "skip - floor-models",
         "skip-metrics - skip",
         "skip-conf - skip",
-        "noop - floor",
+        "noop - floor-models",
         "dry-1 - dry-small",
     ]
     assert [verdict["status"] in ("PASS", "FAIL") for verdict in report["targets"]] == [True] * 5
     assert report["settings"] == {"repeats": 3, "warmup_rounds": 0, "size_mib": 1}
     assert result.stdout.startswith("machine: ")
     assert f"Python {sys.version.split()[0]}" in result.stdout.splitlines()[0]
-    assert "skip wall <= floor + 25 ms" in result.stdout
+    assert "skip wall <= floor-models + 25 ms" in result.stdout
