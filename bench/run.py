@@ -60,8 +60,11 @@ REFERENCES = {
     "bare": ("pass", "python -c pass: the interpreter alone"),
     "floor": (FLOOR_IMPORTS, "python importing click, pydantic, structlog"),
     "floor-models": (FLOOR_MODEL, "click, structlog, one frozen strict BaseModel validating"),
-    "floor-all": (f"{FLOOR_IMPORTS}, jsonschema", "floor + jsonschema"),
-    "floor-elf": (f"{FLOOR_IMPORTS}, jsonschema, elftools.elf.elffile", "floor-all + pyelftools"),
+    "floor-all": (f"{FLOOR_MODEL}import jsonschema", "floor-models + jsonschema"),
+    "floor-elf": (
+        f"{FLOOR_MODEL}import jsonschema, elftools.elf.elffile",
+        "floor-all + pyelftools",
+    ),
 }
 METRICS = ("wall_ms", "cpu_ms", "rss_mib")
 

@@ -6,15 +6,13 @@ echo the input: config.json carries the container's environment, which may
 hold secrets.
 """
 
-import dataclasses
 import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
-from pydantic_core import SchemaValidator, ValidationError
-from pydantic_core import core_schema as schema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fpga_crihook import jsondocs
 from fpga_crihook.errors import InputError
@@ -27,14 +25,20 @@ POD_NAME_ANNOTATION = "io.kubernetes.pod.name"
 MAX_STATE_BYTES = 1 << 20
 MAX_CONFIG_BYTES = 16 << 20
 
+# Strict: no coercion ("511" is not a major number). Fields the hook does not
+# model are ignored, never rejected. Deferred: a model's validator is built on
+# its first use, so a container without the FPGA annotation builds only State's.
+_OUTSIDE_DOCUMENT = ConfigDict(frozen=True, extra="ignore", strict=True, defer_build=True)
 
-@dataclasses.dataclass(frozen=True)
-class State:
+
+class State(BaseModel):
     """The container state the runtime writes to the hook's stdin."""
+
+    model_config = _OUTSIDE_DOCUMENT
 
     bundle: str
     id: str = ""
-    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    annotations: Mapping[str, str] = Field(default_factory=dict)
 
     @property
     def is_fpga_region_container(self) -> bool:
@@ -42,9 +46,10 @@ class State:
         return self.annotations.get(MODE_ANNOTATION) in REGION_MODES
 
 
-@dataclasses.dataclass(frozen=True)
-class Device:
+class Device(BaseModel):
     """One ``linux.devices`` entry."""
+
+    model_config = _OUTSIDE_DOCUMENT
 
     path: str
     type: str = ""
@@ -52,61 +57,45 @@ class Device:
     minor: int | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class RuntimeConfig:
-    """What the hook reads of the OCI runtime config (each empty when absent)."""
+class Process(BaseModel):
+    """The config's ``process`` object: only its environment."""
 
-    env: list[str] = dataclasses.field(default_factory=list)  # process.env
-    devices: list[Device] = dataclasses.field(default_factory=list)  # linux.devices
+    model_config = _OUTSIDE_DOCUMENT
 
-
-# The documents are validated by pydantic's core with the schemas below rather
-# than by pydantic.BaseModel classes: importing and building models would cost
-# every container start tens of milliseconds (``make bench``, rows skip and noop).
-# Strict: no coercion ("511" is not a major number); unknown fields are ignored.
+    env: list[str] | None = None
 
 
-def _optional(inner: schema.CoreSchema, default: Any = None) -> schema.TypedDictField:
-    return schema.typed_dict_field(
-        schema.with_default_schema(inner, default=default), required=False
-    )
+class Linux(BaseModel):
+    """The config's ``linux`` object: only its device nodes."""
+
+    model_config = _OUTSIDE_DOCUMENT
+
+    devices: list[Device] | None = None
 
 
-def _object(**fields: schema.TypedDictField) -> schema.TypedDictSchema:
-    return schema.typed_dict_schema(fields, extra_behavior="ignore", strict=True)
+class RuntimeConfig(BaseModel):
+    """What the hook reads of the OCI runtime config (``config.json``)."""
+
+    model_config = _OUTSIDE_DOCUMENT
+
+    process: Process | None = None
+    linux: Linux | None = None
+
+    @property
+    def env(self) -> list[str]:
+        """``process.env``, empty when absent."""
+        return (self.process.env if self.process else None) or []
+
+    @property
+    def devices(self) -> list[Device]:
+        """``linux.devices``, empty when absent."""
+        return (self.linux.devices if self.linux else None) or []
 
 
-def _list(item: schema.CoreSchema) -> schema.NullableSchema:
-    return schema.nullable_schema(schema.list_schema(item, strict=True))
+_Model = TypeVar("_Model", bound=BaseModel)
 
-
-_TEXT = schema.str_schema(strict=True)
-_NUMBER = schema.nullable_schema(schema.int_schema(strict=True))
-_STATE = SchemaValidator(
-    _object(
-        id=_optional(_TEXT, ""),
-        bundle=schema.typed_dict_field(_TEXT),
-        annotations=schema.typed_dict_field(
-            schema.with_default_schema(
-                schema.dict_schema(_TEXT, _TEXT, strict=True), default_factory=dict
-            ),
-            required=False,
-        ),
-    )
-)
-_DEVICE = _object(
-    path=schema.typed_dict_field(_TEXT),
-    type=_optional(_TEXT, ""),
-    major=_optional(_NUMBER),
-    minor=_optional(_NUMBER),
-)
-_CONFIG = SchemaValidator(
-    _object(
-        process=_optional(schema.nullable_schema(_object(env=_optional(_list(_TEXT))))),
-        linux=_optional(schema.nullable_schema(_object(devices=_optional(_list(_DEVICE))))),
-    )
-)
-_DEVICE_ENTRY = SchemaValidator(_DEVICE)
+# pydantic names a nested model that is not an object by its class: say it as for any object.
+_MESSAGES = {"model_type": "Input should be a valid dictionary"}
 
 
 def read_state(stream: BinaryIO) -> State:
@@ -121,7 +110,7 @@ def read_state(stream: BinaryIO) -> State:
 def parse_state(raw: bytes) -> State:
     """Parse the state JSON; the bundle must be an existing directory."""
     source = "the container state on stdin"
-    state = State(**_validate(_STATE, _load_json(raw, source), source))
+    state = _validate(State, _load_json(raw, source), source)
     if not state.bundle.startswith("/"):
         raise InputError(f"{source}: field 'bundle': must be an absolute path")
     if not _is_directory(state.bundle):
@@ -149,18 +138,12 @@ def load_config(bundle: Path) -> RuntimeConfig:
 
 def parse_config(raw: bytes, source: str = "config.json") -> RuntimeConfig:
     """Parse an OCI runtime config, keeping only ``process.env`` and ``linux.devices``."""
-    document = _validate(_CONFIG, _load_json(raw, source), source)
-    process = document["process"] or {}
-    linux = document["linux"] or {}
-    return RuntimeConfig(
-        env=process.get("env") or [],
-        devices=[Device(**device) for device in linux.get("devices") or ()],
-    )
+    return _validate(RuntimeConfig, _load_json(raw, source), source)
 
 
 def parse_device(document: Any, source: str = "a linux.devices entry") -> Device:
     """Parse one ``linux.devices`` entry (as the runtime writes it)."""
-    return Device(**_validate(_DEVICE_ENTRY, document, source))
+    return _validate(Device, document, source)
 
 
 def _is_directory(path: str) -> bool:
@@ -184,13 +167,13 @@ def _load_json(raw: bytes, source: str) -> Any:
         raise InputError(f"{source} {problem}") from None
 
 
-def _validate(validator: SchemaValidator, document: Any, source: str) -> dict[str, Any]:
+def _validate(model: type[_Model], document: Any, source: str) -> _Model:
     if not isinstance(document, dict):
         raise InputError(f"{source} must be a JSON object")
     try:
-        valid: dict[str, Any] = validator.validate_python(document)
+        return model.model_validate(document)
     except ValidationError as error:
         first = error.errors(include_input=False, include_url=False)[0]
         field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise InputError(f"{source}: field {field!r}: {first['msg']}") from None
-    return valid
+        message = _MESSAGES.get(first["type"], first["msg"])
+        raise InputError(f"{source}: field {field!r}: {message}") from None

@@ -1,13 +1,24 @@
 """oci: the state on stdin and the bundle's config.json."""
 
+import ast
 import io
 import json
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from fpga_crihook.errors import InputError
-from fpga_crihook.oci import load_config, parse_config, parse_state, read_state
+from fpga_crihook.oci import (
+    Device,
+    RuntimeConfig,
+    State,
+    load_config,
+    parse_config,
+    parse_device,
+    parse_state,
+    read_state,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,8 +99,16 @@ def test_config_keeps_env_and_devices_and_ignores_the_rest() -> None:
     ]
 
 
-def test_config_without_process_or_linux_is_empty() -> None:
-    config = parse_config(b'{"ociVersion": "1.0.2", "hooks": {"prestart": []}}')
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"ociVersion": "1.0.2", "hooks": {"prestart": []}}',
+        b'{"process": null, "linux": null}',
+        b'{"process": {"env": null, "cwd": "/"}, "linux": {"devices": null}}',
+    ],
+)
+def test_config_without_process_env_or_linux_devices_is_empty(raw: bytes) -> None:
+    config = parse_config(raw)
     assert (config.env, config.devices) == ([], [])
 
 
@@ -100,6 +119,10 @@ def test_config_without_process_or_linux_is_empty() -> None:
         (b'{"process": {"env": ["A=B", 7]}}', "field 'process.env.1'"),
         (b'{"linux": {"devices": [{"type": "c"}]}}', "field 'linux.devices.0.path'"),
         (b'{"linux": {"devices": [{"path": "/dev/x", "major": "511"}]}}', "major"),
+        (b'{"linux": {"devices": [{"path": "/dev/x", "minor": true}]}}', "minor"),
+        (b'{"linux": {"devices": [{"path": "/dev/x", "minor": 1.0}]}}', "minor"),
+        (b'{"process": ["A=B"]}', "field 'process': Input should be a valid dictionary$"),
+        (b'{"linux": {"devices": ["/dev/x"]}}', "field 'linux.devices.0': Input should be a valid"),
         (b"not json", "not valid JSON"),
     ],
 )
@@ -135,3 +158,38 @@ def test_bundle_that_is_a_file_is_refused(tmp_path: Path) -> None:
     bundle.write_text("")
     with pytest.raises(InputError, match="not an existing directory"):
         parse_state(_state(bundle))
+
+
+def test_models_are_frozen_pydantic_models() -> None:
+    config = parse_config((REPO / "testdata/oci/podman-config.json").read_bytes())
+    device = config.devices[0]
+
+    assert all(issubclass(model, pydantic.BaseModel) for model in (State, Device, RuntimeConfig))
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        device.major = 7
+    assert device == parse_device(
+        {"path": "/dev/dfl-port.0", "type": "c", "major": 511, "minor": 0, "uid": 0}
+    )
+
+
+def test_config_model_is_shown_as_a_json_schema() -> None:
+    schema = RuntimeConfig.model_json_schema()
+
+    device = schema["$defs"]["Device"]
+    assert device["required"] == ["path"]
+    assert device["properties"]["major"]["anyOf"][0] == {"type": "integer"}
+    assert set(schema["$defs"]["Process"]["properties"]) == {"env"}
+
+
+def test_the_package_uses_pydantic_models_not_pydantic_core_directly() -> None:
+    importers = []
+    for module in sorted((REPO / "fpga_crihook").rglob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(name.split(".")[0] == "pydantic_core" for name in names):
+                importers.append(module.name)
+    assert importers == []

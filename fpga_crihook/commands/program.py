@@ -77,7 +77,8 @@ def find_port(device: str, settings: Settings) -> Port:
                 f"{device} is not usable (looked for {node}): {error.strerror}"
             ) from None
         if stat.S_ISCHR(status.st_mode):
-            numbers = Device(device, "c", os.major(status.st_rdev), os.minor(status.st_rdev))
+            rdev = status.st_rdev
+            numbers = Device(path=device, type="c", major=os.major(rdev), minor=os.minor(rdev))
             ports = resolve_ports([numbers], settings)
             if not ports:
                 raise DeviceError(f"{device} is a character device but not an FPGA port")
