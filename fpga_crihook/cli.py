@@ -20,11 +20,12 @@ import structlog
 from click.core import ParameterSource
 
 from fpga_crihook import logs, nodeconfig
-from fpga_crihook.errors import HookError, SettingsError
+from fpga_crihook.errors import HookError, InputError, SettingsError
 from fpga_crihook.settings import ProgrammerKind, Settings, ensure_path_variable
 
 if TYPE_CHECKING:
     from fpga_crihook.hook import Progress
+    from fpga_crihook.oci import State
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -271,6 +272,23 @@ def _source(context: click.Context, name: str) -> ParameterSource:
     return context.get_parameter_source(name) or ParameterSource.DEFAULT
 
 
+def _annotations(
+    _context: click.Context, _parameter: click.Parameter, texts: tuple[str, ...]
+) -> dict[str, str] | None:
+    """``--annotation KEY=VALUE`` options as a mapping (``None``: none given; ``''``: adds none)."""
+    if not texts:
+        return None
+    annotations: dict[str, str] = {}
+    for text in filter(None, texts):
+        key, equals, value = text.partition("=")
+        if not key or not equals:
+            raise click.BadParameter(f"{text!r} is not KEY=VALUE ('' for no annotations)")
+        if key in annotations:
+            raise click.BadParameter(f"{key!r} is given more than once")
+        annotations[key] = value
+    return annotations
+
+
 @cli.command("prestart")
 @click.option(
     "--cdi",
@@ -279,23 +297,45 @@ def _source(context: click.Context, name: str) -> ParameterSource:
     help="The hook comes from a CDI spec of fpga-crihook (cdi generate): the container "
     "asked for an FPGA device by its CDI name, so run without the region annotation.",
 )
+@click.option(
+    "--config",
+    "config_file",
+    default=None,
+    metavar="FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Run by hand on FILE as the bundle's config.json; no state is read from stdin.",
+)
+@click.option(
+    "--annotation",
+    "annotations",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_annotations,
+    help="With --config: an annotation of the container, repeatable; '' for none "
+    "(default: com.intel.fpga.mode=fpga.intel.com/region).",
+)
 @click.pass_obj
 @_reports_errors
-def prestart(settings: Settings, requested_by_cdi: bool) -> None:
+def prestart(
+    settings: Settings,
+    requested_by_cdi: bool,
+    config_file: Path | None,
+    annotations: dict[str, str] | None,
+) -> None:
     """Run as the OCI prestart hook: read the container state on stdin.
 
     Exit 0 when every requested accelerator is in place (or the container is
     not an FPGA region container); exit 1 otherwise, and the container does
-    not start.
+    not start. With --config, run the hook by hand on a sample config.json
+    (the container's id is "manual", its bundle the file's directory).
 
-    Example (what CRI-O does):
-
+    \b
+    Example (what CRI-O does, then a run by hand):
         fpga-crihook prestart < state.json
+        fpga-crihook --dry-run prestart --config testdata/config.json
     """
-    from fpga_crihook.oci import read_state  # noqa: PLC0415 (keep --help fast)
-
     settings.check()
-    state = read_state(sys.stdin.buffer)
+    state = _container_state(config_file, annotations)
     if not requested_by_cdi and not state.is_fpga_region_container:
         # Most containers on a node are not ours: leave before importing the rest.
         structlog.get_logger().debug(
@@ -307,11 +347,22 @@ def prestart(settings: Settings, requested_by_cdi: bool) -> None:
     progress = Progress()
     succeeded = False
     try:
-        run_prestart(state, settings, progress, requested_by_cdi)
+        run_prestart(state, settings, progress, requested_by_cdi, config_file=config_file)
         succeeded = True
     finally:
         if settings.metrics_dir is not None:
             _record_metrics(settings.metrics_dir, progress, failed=not succeeded)
+
+
+def _container_state(config_file: Path | None, annotations: dict[str, str] | None) -> "State":
+    """The state the runtime wrote on stdin or, for a run by hand, a made-up one."""
+    from fpga_crihook import oci  # noqa: PLC0415 (keep --help fast)
+
+    if config_file is not None:
+        return oci.manual_state(config_file, annotations)
+    if annotations is not None:
+        raise InputError("--annotation only applies to a run by hand with --config FILE")
+    return oci.read_state(sys.stdin.buffer)
 
 
 cli.add_command(prestart, "createRuntime")

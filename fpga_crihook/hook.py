@@ -32,7 +32,7 @@ from fpga_crihook.oci import (
     POD_NAMESPACE_ANNOTATION,
     RuntimeConfig,
     State,
-    load_config,
+    read_config,
 )
 from fpga_crihook.plan import Assignment, assign, require_healthy_afu, survey
 from fpga_crihook.programmers import LazyProgrammer, Programmer, make_programmer
@@ -86,6 +86,8 @@ def run_prestart(
     settings: Settings,
     progress: Progress | None = None,
     requested_by_cdi: bool = False,
+    *,
+    config_file: Path | None = None,
 ) -> list[PortResult]:
     """Make every port the container was given hold the AFU it asked for.
 
@@ -96,6 +98,8 @@ def run_prestart(
     container asked for an FPGA device by its CDI name, so the region
     annotation is not needed, and a container that names no accelerator is
     simply given the device as it is.
+    The runtime config is the bundle's ``config.json`` unless *config_file*
+    names another (a run by hand on a sample).
     """
     progress = Progress() if progress is None else progress
     log = structlog.get_logger()
@@ -103,12 +107,13 @@ def run_prestart(
     if not requested_by_cdi and not state.is_fpga_region_container:
         log.debug("not an FPGA region container: nothing to do")
         return []
-    config = load_config(Path(state.bundle))
+    config_file = config_file or Path(state.bundle) / "config.json"
+    config = read_config(config_file)
     if requested_by_cdi and not parse_requests(config.env, required=False):
         log.info("no FPGA_REGION_N / FPGA_AFU_N variables: nothing to program")
         return []
     why = "was given an FPGA device through CDI" if requested_by_cdi else _ANNOTATED
-    _require_fields(config, Path(state.bundle) / "config.json", why)
+    _require_fields(config, config_file, why)
     requests = parse_requests(config.env)
     ports = progress.ports = resolve_ports(config.devices, settings)
     if not ports:

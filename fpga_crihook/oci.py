@@ -25,6 +25,8 @@ POD_NAME_ANNOTATION = "io.kubernetes.pod.name"
 MAX_STATE_BYTES = 1 << 20
 MAX_CONFIG_BYTES = 16 << 20
 
+MANUAL_CONTAINER_ID = "manual"  # the made-up state of a run by hand on a sample config.json
+
 # Strict: no coercion ("511" is not a major number). Fields the hook does not
 # model are ignored, never rejected. Deferred: a model's validator is built on
 # its first use, so a container without the FPGA annotation builds only State's.
@@ -120,9 +122,25 @@ def parse_state(raw: bytes) -> State:
     return state
 
 
+def manual_state(config_file: Path, annotations: Mapping[str, str] | None = None) -> State:
+    """The state of a run by hand on *config_file*, for which no runtime wrote one.
+
+    Its bundle is the file's directory, its annotations *annotations* or, by
+    default, the region annotation the device plugin sets.
+    """
+    if annotations is None:
+        annotations = {MODE_ANNOTATION: "fpga.intel.com/region"}
+    bundle = os.path.dirname(os.path.abspath(config_file))
+    return State(id=MANUAL_CONTAINER_ID, bundle=bundle, annotations=annotations)
+
+
 def load_config(bundle: Path) -> RuntimeConfig:
     """Read and parse ``<bundle>/config.json``."""
-    path = bundle / "config.json"
+    return read_config(bundle / "config.json")
+
+
+def read_config(path: Path) -> RuntimeConfig:
+    """Read and parse an OCI runtime config: a bundle's config.json, or a sample of one."""
     try:
         # O_NONBLOCK: a FIFO in place of the file must fail, not hang the hook.
         with os.fdopen(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK), "rb") as stream:

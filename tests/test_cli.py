@@ -124,7 +124,7 @@ def test_an_unexpected_failure_is_still_the_one_prestart_failed_event(
     # A bug stands in for any exception outside the project's family.
     code = (
         "import fpga_crihook.hook as hook\n"
-        "hook.run_prestart = lambda *_: 1 / 0\n"
+        "hook.run_prestart = lambda *_, **__: 1 / 0\n"
         "from fpga_crihook.cli import main\n"
         "main()\n"
     )

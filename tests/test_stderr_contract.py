@@ -124,7 +124,7 @@ def test_an_internal_error_is_one_plain_line_too(node: SimNode, tmp_path: Path) 
     _, state = _asking(node, tmp_path)
     code = (
         "import fpga_crihook.hook as hook\n"
-        "hook.run_prestart = lambda *_: 1 / 0\n"
+        "hook.run_prestart = lambda *_, **__: 1 / 0\n"
         "from fpga_crihook.cli import main\n"
         "main()\n"
     )
