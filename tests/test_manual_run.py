@@ -172,6 +172,17 @@ def test_bad_config_file_fails_as_the_hook_does(
     assert str(config) in line
 
 
+def test_shipped_sample_is_podmans_config_with_the_shipped_hooks_d_entry() -> None:
+    config = json.loads((REPO / "testdata" / "config.json").read_text())
+    captured = json.loads((REPO / "testdata" / "oci" / "podman-config.json").read_text())
+    hooks_d = json.loads((REPO / "hooks.d" / "intel-fpga-crihook.json").read_text())
+
+    # podman copies a matching hooks.d file's "hook" object into config.json as it is.
+    assert config.pop("hooks") == {"prestart": [hooks_d["hook"]]}
+    del captured["hooks"]  # the capture's own hook
+    assert config == captured
+
+
 def test_shipped_sample_asks_for_nlb3_on_the_shipped_port() -> None:
     config = json.loads((REPO / "testdata" / "config.json").read_text())
     fpga = [entry for entry in config["process"]["env"] if entry.startswith("FPGA_")]
