@@ -7,25 +7,56 @@ class and names the document.
 
 import functools
 import json
+import math
+import os
+import stat
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
 
+MAX_FILE_BYTES = 1 << 20  # an operator's document file: hooks.d files, CDI specs
+
+
 class JsonProblem(ValueError):
     """Why bytes are not a JSON document, as the end of a sentence ("is not UTF-8 ...")."""
 
 
+def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a document file of at most *limit* bytes.
+
+    Only a regular file is read, and it is opened without blocking: a FIFO
+    (or a device) in its place is :class:`JsonProblem`, never a hang. Errors
+    opening or reading it are :class:`OSError`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise JsonProblem("is not a regular file")
+        raw = stream.read(limit + 1)
+    if len(raw) > limit:
+        raise JsonProblem(f"is larger than {limit} bytes")
+    return raw
+
+
 def decode(raw: bytes) -> Any:
-    """The JSON value in *raw* (UTF-8), or :class:`JsonProblem`."""
+    """The JSON value in *raw* (UTF-8), or :class:`JsonProblem`.
+
+    ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259), though
+    Python's decoder takes them, and neither is a number too large for a
+    float: each is refused, so no document reaches a check holding one.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise JsonProblem(f"is not UTF-8 (byte {error.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except JsonProblem:
+        raise
     except json.JSONDecodeError as error:
         raise JsonProblem(
             f"is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
@@ -36,6 +67,17 @@ def decode(raw: bytes) -> Any:
         raise JsonProblem(
             f"holds a number of more than {sys.get_int_max_str_digits()} digits"
         ) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JsonProblem(f"is not valid JSON: {name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise JsonProblem(f"is not valid JSON: the number {text[:40]} is too large")
+    return number
 
 
 @functools.cache

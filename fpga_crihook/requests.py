@@ -3,8 +3,9 @@
 Rules for ``process.env`` (the values come from users, through the pod spec):
 
 - Only names starting with ``FPGA_REGION_`` or ``FPGA_AFU_`` followed by a
-  non-empty suffix are read. Every other entry, malformed or not, is ignored
-  and never logged: it may hold a secret.
+  non-empty suffix are read; a suffix longer than 32 characters is an error
+  (suffixes end up in log lines and errors). Every other entry, malformed or
+  not, is ignored and never logged: it may hold a secret.
 - An entry naming one of those variables without ``=`` is an error, and so is
   the same variable given twice, even with equal values: which of two values
   a process sees depends on the runtime, and the hook must not guess.
@@ -26,6 +27,7 @@ from fpga_crihook.ids import InvalidIdError, requested_id
 REGION_PREFIX = "FPGA_REGION_"
 AFU_PREFIX = "FPGA_AFU_"
 MAX_REQUESTS = 64
+MAX_SUFFIX_CHARS = 32
 
 
 class Request(NamedTuple):
@@ -85,6 +87,12 @@ def _fpga_variables(env: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]
             suffix = name.removeprefix(prefix)
             if suffix == name or not suffix:
                 continue
+            if len(suffix) > MAX_SUFFIX_CHARS:
+                raise InputError(
+                    f"the container environment has {printable(prefix + suffix[:16])}... "
+                    f"whose suffix after {prefix} is {len(suffix)} characters long: "
+                    f"at most {MAX_SUFFIX_CHARS} are accepted"
+                )
             if not separator:
                 raise InputError(
                     f"the container environment has {printable(name)} without '=' and a value"

@@ -23,9 +23,15 @@ _T = TypeVar("_T")
 
 
 def _read_raw(path: Path) -> bytes:
-    """One read of a sysfs attribute (a seam for fault-injection tests)."""
-    with path.open("rb", buffering=0) as attribute:
-        return attribute.read(MAX_ATTRIBUTE_BYTES)
+    """One read of a sysfs attribute (a seam for fault-injection tests).
+
+    O_NONBLOCK: a FIFO planted in a (simulated) tree reads as empty instead of hanging.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.read(fd, MAX_ATTRIBUTE_BYTES)
+    finally:
+        os.close(fd)
 
 
 def retry_while_busy(attempt: Callable[[], _T], busy_timeout: float) -> _T:

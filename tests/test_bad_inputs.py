@@ -162,6 +162,16 @@ def _afu_not_ascii(world: World) -> str:
     return world.state()
 
 
+def _afu_is_fifo(world: World) -> str:
+    world.card.ports[0].afu_file.unlink()
+    os.mkfifo(world.card.ports[0].afu_file)  # nothing writes it: a blocking open never returns
+    return world.state()
+
+
+def _long_suffix(world: World) -> str:
+    return world.bundle_with(env=_request(REGION_A, AFU_2, suffix="1" * 33))
+
+
 def _afu_is_directory(world: World) -> str:
     world.card.ports[0].afu_file.unlink()
     world.card.ports[0].afu_file.mkdir()
@@ -294,6 +304,7 @@ CASES: list[tuple[str, Case, tuple[str, ...]]] = [
     ("state-huge", _state_huge, ("stdin", "larger than")),
     ("state-deeply-nested", _state_deeply_nested, ("stdin", "nested too deeply")),
     ("state-huge-integer", _state_huge_integer, ("stdin", "digits")),
+    ("state-nan", lambda w: w.state().replace('"pid": 4242', '"pid": NaN'), ("stdin", "NaN")),
     # config.json
     ("config-missing", _config_missing, ("config.json", "does not exist")),
     ("config-not-json", lambda w: w.config_bytes(b"process: env"), ("config.json", "not valid")),
@@ -303,6 +314,11 @@ CASES: list[tuple[str, Case, tuple[str, ...]]] = [
     ("config-huge", _config_huge, ("config.json", "larger than")),
     ("config-directory", _config_is_directory, ("config.json", "is a directory")),
     ("config-fifo", _config_is_fifo, ("config.json", "not a regular file")),
+    (
+        "config-infinity",
+        lambda w: w.config_bytes(w.config.read_bytes()[:-1] + b', "x": -Infinity}'),
+        ("config.json", "-Infinity is not a JSON number"),
+    ),
     ("env-a-string", lambda w: w.bundle_with(env="FPGA_AFU_1=x"), ("process.env", "list")),
     ("env-entry-int", lambda w: w.bundle_with(env=["A=b", 7]), ("process.env.1", "string")),
     ("env-empty", lambda w: w.bundle_with(env=[]), ("process.env", "missing or empty")),
@@ -362,12 +378,14 @@ CASES: list[tuple[str, Case, tuple[str, ...]]] = [
     ("env-afu-all-ones", lambda w: w.bundle_with(env=_request(REGION_A, ALL_ONES)), ("all-ones",)),
     ("env-no-fpga-vars", lambda w: w.bundle_with(env=["HOME=/root"]), ("no fpga_region_n",)),
     ("env-65-requests", _too_many_requests, ("at most 64",)),
+    ("env-suffix-33-chars", _long_suffix, ("FPGA_REGION_1111111111111111...", "at most 32")),
     # sysfs
     ("sysfs-interface-all-ones", _interface_all_ones, ("dfl-fme.0", "all-ones", "crashed")),
     ("sysfs-afu-all-ones", _afu_all_ones, ("dfl-port.0", "all-ones", "crashed")),
     ("sysfs-afu-garbage", _afu_garbage, ("afu_id", "32-hex")),
     ("sysfs-afu-not-ascii", _afu_not_ascii, ("afu_id", "ascii")),
     ("sysfs-afu-directory", _afu_is_directory, ("afu_id", "cannot read")),
+    ("sysfs-afu-fifo", _afu_is_fifo, ("afu_id", "32-hex")),
     ("sysfs-interface-missing", _interface_file_missing, ("dfl-fme.0", "found none")),
     ("sysfs-fme-missing", _fme_missing, ("dfl-port.0", "dfl-fme.n", "found 0")),
     ("sysfs-dev-char-outside", _dev_char_link_outside, ("511:0", "points outside")),

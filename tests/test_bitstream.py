@@ -86,6 +86,12 @@ def _metadata(**image: object) -> dict[str, object]:
         (gbs_bytes(metadata=_metadata(**{"interface-uuid": "nope"})), "interface-uuid"),
         (gbs_bytes(metadata=_metadata(**{"clock-frequency-high": "fast"})), "clock-frequency"),
         (gbs_bytes(metadata=_metadata(**{"accelerator-clusters": []})), "accelerator-clusters"),
+        (gbs_bytes(metadata=b'{"version": NaN}'), "NaN is not a JSON number"),
+        (
+            gbs_bytes(metadata=json.dumps(_metadata(power=7)).replace("7,", "1e999,").encode()),
+            "large",
+        ),
+        (gbs_bytes(metadata=json.dumps(_metadata(power=float("inf"))).encode()), "Infinity"),
     ],
 )
 def test_invalid_gbs_files_are_refused(tmp_path: Path, content: bytes, words: str) -> None:

@@ -702,6 +702,25 @@ def test_check_reports_a_file_that_is_not_json(node: SimNode, tmp_path: Path) ->
     assert errors[0].startswith(f"error: {broken} is not valid JSON")
 
 
+def test_check_reports_fifos_instead_of_waiting_for_a_writer(node: SimNode, tmp_path: Path) -> None:
+    dfl, _ = _two_drivers(node)
+    node.store.mkdir()
+    hooks_fifo = tmp_path / "fifo.json"
+    cdi_fifo = tmp_path / "fifo.yaml"
+    for fifo in (hooks_fifo, cdi_fifo):
+        os.mkfifo(fifo)
+    dfl.ports[0].afu_file.unlink()
+    os.mkfifo(dfl.ports[0].afu_file)
+
+    result = _cli(node, "check", str(hooks_fifo), str(cdi_fifo))
+
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert f"error: {hooks_fifo} is not a regular file" in lines
+    assert f"error: {cdi_fifo} is not a regular file" in lines
+    assert any(f"{dfl.ports[0].afu_file}: '' is not a 32-hex-digit ID" in line for line in lines)
+
+
 def test_check_reports_node_problems(node: SimNode, tmp_path: Path) -> None:
     dfl, _ = _two_drivers(node)
     (node.devfs / "dfl-fme.0").unlink()

@@ -66,7 +66,16 @@ def test_too_many_requests_are_refused() -> None:
         parse_requests(env)
 
 
-def test_huge_numeric_suffix_does_not_crash() -> None:
-    suffix = "9" * 5000
-    env = [f"FPGA_REGION_{suffix}={REGION}", f"FPGA_AFU_{suffix}={AFU}"]
-    assert parse_requests(env)[0].afu_id == AFU
+def test_a_suffix_of_32_characters_is_the_longest_accepted() -> None:
+    longest = "9" * 32
+    assert parse_requests([f"FPGA_REGION_{longest}={REGION}", f"FPGA_AFU_{longest}={AFU}"])
+
+    huge = "9" * 5000
+    with pytest.raises(InputError) as caught:
+        parse_requests([f"FPGA_REGION_{huge}={REGION}", f"FPGA_AFU_{huge}={AFU}"])
+
+    message = str(caught.value)
+    assert message.endswith(
+        "whose suffix after FPGA_REGION_ is 5000 characters long: at most 32 are accepted"
+    )
+    assert len(message) < 200

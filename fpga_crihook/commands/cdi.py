@@ -276,7 +276,7 @@ def _require_valid(spec: dict[str, Any]) -> None:
 
 def read_document(path: Path) -> Any:
     """The document in a CDI spec file (YAML by its name, else JSON); raises JsonProblem."""
-    raw = path.read_bytes()
+    raw = jsondocs.read_file(path)
     if path.suffix not in (".yaml", ".yml"):
         return jsondocs.decode(raw)
     import yaml  # noqa: PLC0415

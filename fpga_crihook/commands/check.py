@@ -12,7 +12,9 @@ what runs the hook: a createRuntime (or prestart) hook whose program is
 there. A node where a hooks.d file and a CDI spec would both run the hook
 for one container is an error: the port would be programmed twice. The
 report starts with the node config file and every setting in force, with
-where it came from. Every finding is one line.
+where it came from. Every finding is one line. Only regular files are read,
+and never with a blocking open: ``check`` pointed at a FIFO reports it
+instead of hanging.
 """
 
 import enum
@@ -84,7 +86,7 @@ def check_file(path: Path, settings: Settings | None = None) -> list[Finding]:
     if path.suffix in (".yaml", ".yml"):
         return check_cdi_spec(path, settings)
     try:
-        document = jsondocs.decode(path.read_bytes())
+        document = jsondocs.decode(jsondocs.read_file(path))
     except (OSError, jsondocs.JsonProblem):
         document = None  # check_hooks_file says what is wrong with it
     if cdi.is_spec(document):
@@ -141,7 +143,7 @@ def check_hooks_file(path: Path, settings: Settings | None = None) -> list[Findi
     """Findings for one hooks.d file; with *settings*, also where its ``env`` points
     the hook elsewhere than the node checks look."""
     try:
-        document = jsondocs.decode(path.read_bytes())
+        document = jsondocs.decode(jsondocs.read_file(path))
     except OSError as error:
         return [Finding(Level.ERROR, f"{path}: cannot read it: {error.strerror}")]
     except jsondocs.JsonProblem as problem:
