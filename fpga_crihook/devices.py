@@ -1,8 +1,11 @@
 """FPGA cards, FMEs and ports in sysfs, for the DFL and the OPAE driver.
 
 DESIGN.md section 3 has the two layouts. A port given to a container is
-found through ``<sysfs>/dev/char/MAJOR:MINOR`` (the container's path for the
-node may differ from the host's) and, failing that, by its device name.
+found only by its numbers: a ``linux.devices`` entry of type ``c`` whose
+``<sysfs>/dev/char/MAJOR:MINOR`` is an FPGA port whose ``dev`` says the same
+numbers (the container's path for the node may differ from the host's). An
+entry whose name looks like a port but is not one that way is an error: the
+hook never programs a port by its name alone.
 """
 
 import dataclasses
@@ -150,29 +153,40 @@ def find_port_by_name(name: str, settings: Settings) -> Path | None:
 
 
 def _port_for_device(device: Device, settings: Settings) -> Port | None:
-    by_number = _sysfs_dir_by_number(device, settings)
-    if by_number is not None:
-        if Driver.for_port_name(by_number.name) is None:
-            return None  # some other character device: not ours to look at
-        return port_from_sysfs_dir(by_number, settings)
-    name = os.path.basename(device.path)
-    port_dir = find_port_by_name(name, settings)
-    if port_dir is None:
-        if Driver.for_port_name(name) is not None:
+    """The FPGA port *device* is, ``None`` for any other device; an error when in doubt."""
+    named_like_a_port = Driver.for_port_name(os.path.basename(device.path)) is not None
+    if device.type != "c":
+        if named_like_a_port:
             raise DeviceError(
-                f"the container was given {device.path}, but no FPGA port "
-                f"called {name} exists under {settings.sysfs}"
+                f"the container's {device.path} is a linux.devices entry of type "
+                f"{device.type or 'none'!r}, not a character device (c): it is no FPGA "
+                "port, and the hook does not program a port found by its name alone"
             )
         return None
-    port = port_from_sysfs_dir(port_dir, settings)
-    _check_device_numbers(device, port, settings)
+    if device.major is None or device.minor is None:
+        if named_like_a_port:
+            raise DeviceError(
+                f"the container's {device.path} has no major and minor numbers in "
+                "linux.devices: an FPGA port is known by its numbers, and the hook does "
+                "not program a port found by its name alone"
+            )
+        return None
+    by_number = _sysfs_dir_by_number(device.major, device.minor, settings)
+    if by_number is None or Driver.for_port_name(by_number.name) is None:
+        if named_like_a_port:
+            raise DeviceError(
+                f"the container's {device.path} is device {device.major}:{device.minor}, "
+                f"which is no FPGA port under {settings.sysfs}: refusing to guess which "
+                "port is meant"
+            )
+        return None  # some other character device: not ours to look at
+    port = port_from_sysfs_dir(by_number, settings)
+    _check_device_numbers(device.major, device.minor, port, settings)
     return port
 
 
-def _sysfs_dir_by_number(device: Device, settings: Settings) -> Path | None:
-    if device.type not in ("c", "u") or device.major is None or device.minor is None:
-        return None
-    link = settings.sysfs / "dev" / "char" / f"{device.major}:{device.minor}"
+def _sysfs_dir_by_number(major: int, minor: int, settings: Settings) -> Path | None:
+    link = settings.sysfs / "dev" / "char" / f"{major}:{minor}"
     if not os.path.lexists(link):
         return None
     if not is_within(link, settings.sysfs):
@@ -180,15 +194,13 @@ def _sysfs_dir_by_number(device: Device, settings: Settings) -> Path | None:
     return Path(os.path.realpath(link))
 
 
-def _check_device_numbers(device: Device, port: Port, settings: Settings) -> None:
-    if device.major is None or device.minor is None:
-        return
-    expected = f"{device.major}:{device.minor}"
+def _check_device_numbers(major: int, minor: int, port: Port, settings: Settings) -> None:
+    expected = f"{major}:{minor}"
     actual = port.read_dev(settings.busy_timeout)
     if actual != expected:
         raise DeviceError(
-            f"the container's {device.path} is device {expected}, but port "
-            f"{port.name} in sysfs is {actual}: refusing to guess which is meant"
+            f"{settings.sysfs}/dev/char/{expected} leads to port {port.name}, whose dev "
+            f"is {actual}: refusing to guess which port is meant"
         )
 
 

@@ -7,6 +7,7 @@ import pytest
 from conftest import AFU_1, REGION_A, REGION_B
 from simnode import SimNode, add_card
 
+from fpga_crihook.commands.program import find_port
 from fpga_crihook.devices import Driver, resolve_ports
 from fpga_crihook.errors import DeviceError
 from fpga_crihook.oci import Device, parse_device
@@ -40,20 +41,38 @@ def test_port_is_found_by_device_numbers_with_its_fme(
     assert port.read_port_id(0) == 0
 
 
-def test_port_is_found_by_name_when_numbers_are_absent(node: SimNode) -> None:
-    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1, AFU_1])
-    device = Device(path="/dev/dfl-port.1")
-    [port] = resolve_ports([device], _settings(node))
-    assert port.name == "dfl-port.1"
-    assert port.read_port_id(0) == 1
-
-
-def test_port_found_by_name_must_have_the_given_numbers(node: SimNode) -> None:
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ({"type": "b"}, "is a linux.devices entry of type 'b', not a character"),
+        ({"type": "p"}, "is a linux.devices entry of type 'p', not a character"),
+        ({"type": "u"}, "is a linux.devices entry of type 'u', not a character"),
+        ({"type": None}, "is a linux.devices entry of type 'none', not a character"),
+        ({"major": None}, "has no major and minor numbers"),
+        ({"minor": None}, "has no major and minor numbers"),
+        ({"minor": 7}, "is device 511:7, which is no FPGA port"),
+        ({"major": 1, "minor": 3}, "is device 1:3, which is no FPGA port"),
+    ],
+)
+def test_an_entry_named_like_a_port_is_one_only_by_type_c_and_its_numbers(
+    node: SimNode, entry: dict[str, object], words: str
+) -> None:
+    """A runtime's entry that is not the port's character device never gets it programmed."""
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-    os.unlink(node.sysfs / "dev" / "char" / "511:0")
-    device = parse_device(card.ports[0].device() | {"minor": 7})
-    with pytest.raises(DeviceError, match="refusing to guess"):
+    fields = card.ports[0].device() | entry
+    device = parse_device({key: value for key, value in fields.items() if value is not None})
+
+    with pytest.raises(DeviceError) as caught:
         resolve_ports([device], _settings(node))
+
+    assert f"the container's /dev/dfl-port.0 {words}" in str(caught.value)
+
+
+def test_a_port_whose_dev_disagrees_with_its_dev_char_link_is_refused(node: SimNode) -> None:
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    (card.ports[0].sysfs_dir / "dev").write_text("511:9\n")
+    with pytest.raises(DeviceError, match="whose dev is 511:9: refusing to guess"):
+        resolve_ports([parse_device(card.ports[0].device())], _settings(node))
 
 
 def test_other_devices_are_ignored(node: SimNode) -> None:
@@ -73,10 +92,12 @@ def test_fme_device_numbers_are_not_a_port(node: SimNode) -> None:
     assert resolve_ports([device], _settings(node)) == []
 
 
-def test_a_missing_port_name_is_an_error(node: SimNode) -> None:
+def test_a_port_name_with_numbers_of_no_device_is_an_error(node: SimNode) -> None:
     add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-    with pytest.raises(DeviceError, match="no FPGA port called dfl-port.9"):
-        resolve_ports([Device(path="/dev/dfl-port.9")], _settings(node))
+    with pytest.raises(DeviceError, match="/dev/dfl-port.9 is device 511:9, which is no FPGA"):
+        resolve_ports(
+            [Device(path="/dev/dfl-port.9", type="c", major=511, minor=9)], _settings(node)
+        )
 
 
 def test_two_ports_share_one_fme(node: SimNode) -> None:
@@ -100,7 +121,9 @@ def test_dev_char_link_out_of_sysfs_is_refused(node: SimNode, tmp_path: Path) ->
         )
 
 
-def test_a_port_found_by_name_outside_sysfs_is_refused(node: SimNode, tmp_path: Path) -> None:
+def test_a_port_named_by_an_operator_outside_sysfs_is_refused(
+    node: SimNode, tmp_path: Path
+) -> None:
     add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
     class_link = node.sysfs / "class" / "fpga_region" / "region0"
     outside = tmp_path / "elsewhere" / "region0"
@@ -109,7 +132,7 @@ def test_a_port_found_by_name_outside_sysfs_is_refused(node: SimNode, tmp_path: 
     class_link.unlink()
     class_link.symlink_to(outside)
     with pytest.raises(DeviceError, match="resolves outside"):
-        resolve_ports([Device(path="/dev/dfl-port.0")], _settings(node))
+        find_port("dfl-port.0", _settings(node))
 
 
 def test_fme_without_interface_id_is_an_error(node: SimNode) -> None:
