@@ -20,6 +20,7 @@ import structlog
 from click.core import ParameterSource
 
 from fpga_crihook import logs, nodeconfig
+from fpga_crihook.deadline import DEFAULT_DEADLINE, Deadline
 from fpga_crihook.errors import HookError, InputError, SettingsError
 from fpga_crihook.settings import ProgrammerKind, Settings, ensure_path_variable
 
@@ -158,6 +159,15 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     help="Seconds to retry sysfs reads and exclusive device opens that fail with EBUSY.",
 )
 @click.option(
+    "--deadline",
+    envvar="FPGA_CRIHOOK_DEADLINE",
+    show_envvar=True,
+    default=DEFAULT_DEADLINE,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds the whole run may take, every wait included (keep it below the hooks.d timeout).",
+)
+@click.option(
     "--dry-run/--no-dry-run",
     envvar="FPGA_CRIHOOK_DRY_RUN",
     show_envvar=True,
@@ -218,6 +228,7 @@ def cli(
     lock_dir: Path,
     lock_timeout: float,
     busy_timeout: float,
+    deadline: float,
     dry_run: bool,
     log_level: str,
     log_format: str,
@@ -230,6 +241,7 @@ def cli(
     CRI-O runs `fpga-crihook prestart` before an FPGA container starts; the
     other commands help operators see and prepare what the hook uses.
     """
+    run_deadline = Deadline.start(deadline)  # first: the whole run counts
     format_chosen = _source(context, "log_format") is not ParameterSource.DEFAULT
     on_terminal = os.isatty(logs.STDERR)
     logs.configure(
@@ -253,6 +265,7 @@ def cli(
         lock_timeout=lock_timeout,
         busy_timeout=busy_timeout,
         metrics_dir=metrics_dir,
+        deadline=run_deadline,
     )
 
 

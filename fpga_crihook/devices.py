@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.errors import DeviceError
 from fpga_crihook.oci import Device
 from fpga_crihook.settings import Settings
@@ -68,7 +69,7 @@ class Fme:
     sysfs_dir: Path
     device_node: Path
 
-    def read_interface_id(self, busy_timeout: float) -> str:
+    def read_interface_id(self, busy: TimeLimit) -> str:
         """The interface ID of the card's reconfigurable region."""
         matches = sorted(self.sysfs_dir.glob(self.driver.value.interface_id_glob))
         if len(matches) != 1:
@@ -77,7 +78,7 @@ class Fme:
                 f"FME {self.name} at {self.sysfs_dir}: expected one region "
                 f"interface ID ({self.driver.value.interface_id_glob}), found {found}"
             )
-        return read_id(matches[0], busy_timeout)
+        return read_id(matches[0], busy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,17 +91,17 @@ class Port:
     device_node: Path
     fme: Fme
 
-    def read_afu_id(self, busy_timeout: float) -> str:
+    def read_afu_id(self, busy: TimeLimit) -> str:
         """The ID of the AFU the port holds now."""
-        return read_id(self.sysfs_dir / "afu_id", busy_timeout)
+        return read_id(self.sysfs_dir / "afu_id", busy)
 
-    def read_port_id(self, busy_timeout: float) -> int:
+    def read_port_id(self, busy: TimeLimit) -> int:
         """The port's number inside its card, as the PR ioctl wants it."""
-        return read_int(self.sysfs_dir / "id", busy_timeout)
+        return read_int(self.sysfs_dir / "id", busy)
 
-    def read_dev(self, busy_timeout: float) -> str:
+    def read_dev(self, busy: TimeLimit) -> str:
         """``MAJOR:MINOR`` of the port's device node."""
-        return read_attribute(self.sysfs_dir / "dev", busy_timeout)
+        return read_attribute(self.sysfs_dir / "dev", busy)
 
     @property
     def pci_address(self) -> str | None:
@@ -196,7 +197,7 @@ def _sysfs_dir_by_number(major: int, minor: int, settings: Settings) -> Path | N
 
 def _check_device_numbers(major: int, minor: int, port: Port, settings: Settings) -> None:
     expected = f"{major}:{minor}"
-    actual = port.read_dev(settings.busy_timeout)
+    actual = port.read_dev(settings.busy_limit)
     if actual != expected:
         raise DeviceError(
             f"{settings.sysfs}/dev/char/{expected} leads to port {port.name}, whose dev "

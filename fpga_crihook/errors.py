@@ -36,3 +36,7 @@ class LockError(HookError):
 
 class SettingsError(HookError):
     """The hook's own settings are inconsistent (for example ``sim`` on the real /sys)."""
+
+
+class DeadlineError(HookError):
+    """The run's deadline (``FPGA_CRIHOOK_DEADLINE``) ran out before a step could begin."""

@@ -23,6 +23,7 @@ from typing import IO, NamedTuple
 import structlog
 
 from fpga_crihook.bitstream import Bitstream
+from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port
 from fpga_crihook.errors import ProgrammingError, SettingsError
 from fpga_crihook.gbs import header_and_metadata
@@ -67,8 +68,8 @@ class FpgaconfProgrammer:
 
     def __init__(self, settings: Settings) -> None:
         self._executable = find_executable(settings.fpgaconf)
-        self._timeout = settings.fpgaconf_timeout
-        self._busy_timeout = settings.busy_timeout
+        self._limit: TimeLimit = settings.fpgaconf_limit
+        self._busy: TimeLimit = settings.busy_limit
 
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Run fpgaconf for *port*'s card; raise :class:`ProgrammingError` when it fails."""
@@ -84,7 +85,7 @@ class FpgaconfProgrammer:
 
     def _card_address(self, port: Port) -> PciAddress:
         """The PCI address that makes fpgaconf program *port*, which must be port 0."""
-        require_port_zero(port, self._busy_timeout)
+        require_port_zero(port, self._busy)
         address = port.pci_address
         if address is None:
             raise ProgrammingError(
@@ -96,18 +97,19 @@ class FpgaconfProgrammer:
     def _run(self, argv: list[str], port: Port, bitstream: Bitstream) -> None:
         what = f"fpgaconf programming port {port.name} with {bitstream.source}"
         with tempfile.TemporaryFile() as output:
+            countdown = self._limit.start()
             try:
                 finished = subprocess.run(
                     argv,
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
-                    timeout=self._timeout,
+                    timeout=countdown.left(),
                     check=False,
                 )
             except subprocess.TimeoutExpired:
                 raise ProgrammingError(
-                    f"{what} did not finish within {self._timeout:g} s and was killed"
+                    f"{what} did not finish within {countdown.span()}, so it was killed"
                     f"{_output_tail(output)}"
                 ) from None
             except OSError as error:
@@ -118,9 +120,9 @@ class FpgaconfProgrammer:
                 )
 
 
-def require_port_zero(port: Port, busy_timeout: float) -> None:
+def require_port_zero(port: Port, busy: TimeLimit) -> None:
     """Refuse a port fpgaconf cannot program: it would reprogram port 0 of the FME instead."""
-    port_id = port.read_port_id(busy_timeout)
+    port_id = port.read_port_id(busy)
     if port_id != 0:
         raise ProgrammingError(
             f"port {port.name} is port {port_id} of {port.fme.name}, and fpgaconf always "

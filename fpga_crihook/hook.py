@@ -24,6 +24,7 @@ from fpga_crihook.bitstream import (
     missing_message,
     open_bitstream,
 )
+from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port, resolve_ports
 from fpga_crihook.errors import BitstreamError, DeviceError, HookError, InputError, ProgrammingError
 from fpga_crihook.locking import fme_lock
@@ -124,7 +125,7 @@ def run_prestart(
         ports=[port.name for port in ports],
         dry_run=settings.dry_run,
     )
-    assignments = assign(requests, survey(ports, settings.busy_timeout))
+    assignments = assign(requests, survey(ports, settings.busy_limit))
     # A dry run, too, checks that it could program: its programmer is built at once.
     programmer = make_programmer(settings) if settings.dry_run else LazyProgrammer(settings)
     return _ensure_all(assignments, programmer, settings, progress.results)
@@ -148,8 +149,8 @@ def ensure_port(
     log = structlog.get_logger().bind(
         port=port.name, interface_id=request.interface_id, afu_id=request.afu_id
     )
-    with fme_lock(port.fme, settings.lock_dir, settings.lock_timeout):
-        current = port.read_afu_id(settings.busy_timeout)
+    with fme_lock(port.fme, settings.lock_dir, settings.lock_limit):
+        current = port.read_afu_id(settings.busy_limit)
         require_healthy_afu(port, current)
         entry = bitstream_file or locate(settings.bitstreams, request.interface_id, request.afu_id)
         if (
@@ -184,9 +185,11 @@ def _program(
             programmer.rehearse(port, bitstream)
             log.info("dry run: would program the port", bitstream=str(entry.path))
             return PortResult(assignment, Outcome.WOULD_PROGRAM)
+        # Nothing bounds a PR once it has begun: never begin one after the deadline.
+        settings.deadline.require(f"programming port {port.name}")
         started = time.monotonic()
         programmer.program(port, bitstream)
-        verify(port, bitstream, expected_afu, settings.busy_timeout)
+        verify(port, bitstream, expected_afu, settings.busy_limit)
         seconds = time.monotonic() - started
         log.info(
             "port programmed",
@@ -197,9 +200,9 @@ def _program(
     return PortResult(assignment, Outcome.PROGRAMMED, seconds)
 
 
-def verify(port: Port, bitstream: Bitstream, expected_afu: str, busy_timeout: float) -> None:
+def verify(port: Port, bitstream: Bitstream, expected_afu: str, busy: TimeLimit) -> None:
     """Fail unless the port now reports the bitstream's AFU."""
-    actual = port.read_afu_id(busy_timeout)
+    actual = port.read_afu_id(busy)
     if actual != expected_afu:
         raise ProgrammingError(
             f"port {port.name} reports AFU {actual} after programming "

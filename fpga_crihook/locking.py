@@ -15,6 +15,7 @@ from pathlib import Path
 
 import structlog
 
+from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Fme
 from fpga_crihook.errors import LockError
 
@@ -22,8 +23,8 @@ _POLL_SECONDS = 0.02
 
 
 @contextlib.contextmanager
-def fme_lock(fme: Fme, lock_dir: Path, timeout: float) -> Iterator[None]:
-    """Hold the exclusive lock of *fme*, waiting at most *timeout* seconds for it."""
+def fme_lock(fme: Fme, lock_dir: Path, limit: TimeLimit) -> Iterator[None]:
+    """Hold the exclusive lock of *fme*, waiting for it no longer than *limit* allows."""
     path = lock_dir / f"{fme.name}.lock"
     try:
         lock_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -34,25 +35,26 @@ def fme_lock(fme: Fme, lock_dir: Path, timeout: float) -> Iterator[None]:
     except OSError as error:
         raise LockError(f"cannot create the lock file {path}: {error.strerror}") from None
     try:
-        _acquire(fd, fme, path, timeout)
+        _acquire(fd, fme, path, limit)
         yield
     finally:
         os.close(fd)  # closing the last descriptor releases the flock
 
 
-def _acquire(fd: int, fme: Fme, path: Path, timeout: float) -> None:
+def _acquire(fd: int, fme: Fme, path: Path, limit: TimeLimit) -> None:
+    countdown = limit.start()
     if _try_lock(fd, path):
         return
     log = structlog.get_logger()
     log.info("waiting for another hook to finish with the FME", fme=fme.name, lock=str(path))
     started = time.monotonic()
-    deadline = started + timeout
     while not _try_lock(fd, path):
-        if time.monotonic() >= deadline:
+        if countdown.over():
             raise LockError(
-                f"FME {fme.name} stayed locked by another hook for {timeout:g} s ({path})"
+                f"FME {fme.name} stayed locked by another hook for {countdown.span()}; "
+                f"its lock file is {path}"
             )
-        time.sleep(_POLL_SECONDS)
+        time.sleep(min(_POLL_SECONDS, countdown.left()))
     log.info(
         "got the FME lock", fme=fme.name, waited_ms=round((time.monotonic() - started) * 1000, 1)
     )

@@ -9,6 +9,7 @@ of the region finds an assignment whenever one exists.
 
 from typing import NamedTuple
 
+from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port
 from fpga_crihook.errors import DeviceBusyError, DeviceError
 from fpga_crihook.ids import is_unhealthy
@@ -32,7 +33,7 @@ class Assignment(NamedTuple):
     port: Port
 
 
-def survey(ports: list[Port], busy_timeout: float) -> list[PortView]:
+def survey(ports: list[Port], busy: TimeLimit) -> list[PortView]:
     """Read every port's region and AFU; refuse unhealthy devices.
 
     A port whose ``afu_id`` stays busy is still planned with, as holding no
@@ -40,14 +41,14 @@ def survey(ports: list[Port], busy_timeout: float) -> list[PortView]:
     """
     views = []
     for port in ports:
-        interface_id = port.fme.read_interface_id(busy_timeout)
+        interface_id = port.fme.read_interface_id(busy)
         if is_unhealthy(interface_id):
             raise DeviceError(
                 f"FME {port.fme.name} (for port {port.name}) reports an all-ones "
                 "interface ID: the card's firmware has crashed; not touching it"
             )
         try:
-            afu_id = port.read_afu_id(busy_timeout)
+            afu_id = port.read_afu_id(busy)
         except DeviceBusyError:
             # Another hook is reprogramming it: plan with "holds no known AFU"; the
             # read under the FME lock (hook.ensure_port) is the one that decides.

@@ -26,6 +26,7 @@ from typing import Protocol
 import structlog
 
 from fpga_crihook.bitstream import Bitstream
+from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Driver, Fme, Port
 from fpga_crihook.errors import DeviceError, ProgrammingError, SettingsError
 from fpga_crihook.settings import ProgrammerKind, Settings
@@ -103,22 +104,22 @@ class IoctlProgrammer:
     """Programs through the FME device node with the driver's PR ioctl."""
 
     def __init__(
-        self, busy_timeout: float, ioctl: Callable[[int, int, bytearray], object] | None = None
+        self, busy: TimeLimit, ioctl: Callable[[int, int, bytearray], object] | None = None
     ) -> None:
-        self._busy_timeout = busy_timeout
+        self._busy = busy
         self._ioctl = ioctl or _kernel_ioctl
 
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Issue the PR ioctl on the port's FME with the raw bitstream."""
-        port_id = _prepare(port, bitstream, ProgrammerKind.IOCTL, self._busy_timeout)
-        with _exclusive_opens(port, bitstream, self._busy_timeout) as fme_fd:
-            clear_port_errors(port, self._busy_timeout)
+        port_id = _prepare(port, bitstream, ProgrammerKind.IOCTL, self._busy)
+        with _exclusive_opens(port, bitstream, self._busy) as fme_fd:
+            clear_port_errors(port, self._busy)
             self._call(fme_fd, port, port_id, bitstream)
 
     def rehearse(self, port: Port, bitstream: Bitstream) -> None:
         """Check the request and open the FME and the port exclusively, as :meth:`program`."""
-        _prepare(port, bitstream, ProgrammerKind.IOCTL, self._busy_timeout)
-        with _exclusive_opens(port, bitstream, self._busy_timeout):
+        _prepare(port, bitstream, ProgrammerKind.IOCTL, self._busy)
+        with _exclusive_opens(port, bitstream, self._busy):
             pass
 
     def _call(self, fd: int, port: Port, port_id: int, bitstream: Bitstream) -> None:
@@ -132,7 +133,9 @@ class IoctlProgrammer:
             try:
                 self._ioctl(fd, request, argument)
             except OSError as error:  # fcntl.ioctl copies the struct back even then
-                raise ProgrammingError(_pr_failure(port, bitstream, error, argument)) from None
+                raise ProgrammingError(
+                    _pr_failure(port, bitstream, error, argument, self._busy)
+                ) from None
         finally:
             del buffer  # the mapping under the bitstream cannot close while this exists
         status = _opae_status(port, argument)
@@ -146,20 +149,20 @@ class IoctlProgrammer:
 class SimProgrammer:
     """For simulated nodes: every step of ``ioctl`` but the kernel call, then ``afu_id``."""
 
-    def __init__(self, busy_timeout: float = 0.0) -> None:
-        self._busy_timeout = busy_timeout
+    def __init__(self, busy: TimeLimit) -> None:
+        self._busy = busy
 
     def rehearse(self, port: Port, bitstream: Bitstream) -> None:
         """Check the request and open the FME and the port exclusively, as :meth:`program`."""
-        _prepare(port, bitstream, ProgrammerKind.SIM, self._busy_timeout)
-        with _exclusive_opens(port, bitstream, self._busy_timeout):
+        _prepare(port, bitstream, ProgrammerKind.SIM, self._busy)
+        with _exclusive_opens(port, bitstream, self._busy):
             pass
 
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Do what the ioctl path does in user space, then fake the kernel's part."""
-        _prepare(port, bitstream, ProgrammerKind.SIM, self._busy_timeout)
-        with _exclusive_opens(port, bitstream, self._busy_timeout):
-            clear_port_errors(port, self._busy_timeout)
+        _prepare(port, bitstream, ProgrammerKind.SIM, self._busy)
+        with _exclusive_opens(port, bitstream, self._busy):
+            clear_port_errors(port, self._busy)
             checksum = zlib.crc32(bitstream.raw)  # touches every byte once, as the kernel would
             _write_afu_id(port, bitstream.afu_id)
         structlog.get_logger().debug(
@@ -199,13 +202,13 @@ def make_programmer(settings: Settings) -> Programmer:
     """The programmer the settings name."""
     if settings.programmer is ProgrammerKind.SIM:
         settings.check()
-        return SimProgrammer(settings.busy_timeout)
+        return SimProgrammer(settings.busy_limit)
     if settings.programmer is ProgrammerKind.FPGACONF:
         from fpga_crihook.fpgaconf import FpgaconfProgrammer  # noqa: PLC0415
 
         return FpgaconfProgrammer(settings)
     if settings.programmer is ProgrammerKind.IOCTL:
-        return IoctlProgrammer(settings.busy_timeout)
+        return IoctlProgrammer(settings.busy_limit)
     raise SettingsError(f"unknown programmer {settings.programmer!r}")
 
 
@@ -223,7 +226,7 @@ def describe_pr_status(status: int) -> str:
     return f"PR status {status:#x} ({', '.join(words)})"
 
 
-def clear_port_errors(port: Port, busy_timeout: float) -> None:
+def clear_port_errors(port: Port, busy: TimeLimit) -> None:
     """Read the port's errors, log them, and write them back to clear them, as OPAE does.
 
     The attributes are optional: without them there is nothing to do. A
@@ -234,7 +237,7 @@ def clear_port_errors(port: Port, busy_timeout: float) -> None:
         return
     log = structlog.get_logger().bind(port=port.name)
     try:
-        errors = int(read_attribute(errors_file, busy_timeout), 16)
+        errors = int(read_attribute(errors_file, busy), 16)
     except (DeviceError, ValueError) as problem:
         log.warning("cannot read the port errors before programming", problem=str(problem))
         return
@@ -254,7 +257,7 @@ def clear_port_errors(port: Port, busy_timeout: float) -> None:
     log.info("port errors cleared before programming", errors=f"0x{errors:x}")
 
 
-def _prepare(port: Port, bitstream: Bitstream, kind: ProgrammerKind, busy_timeout: float) -> int:
+def _prepare(port: Port, bitstream: Bitstream, kind: ProgrammerKind, busy: TimeLimit) -> int:
     """The checks before any device is opened; returns the port's id for the ioctl."""
     if bitstream.metadata.sets_user_clocks:
         high, low = bitstream.metadata.clocks
@@ -264,7 +267,7 @@ def _prepare(port: Port, bitstream: Bitstream, kind: ProgrammerKind, busy_timeou
             "would run at the clocks the previous one left. The fpgaconf programmer "
             "(FPGA_CRIHOOK_PROGRAMMER=fpgaconf) sets them"
         )
-    port_id = port.read_port_id(busy_timeout)
+    port_id = port.read_port_id(busy)
     size = len(bitstream.raw)
     if size > MAX_BUFFER_SIZE:
         raise ProgrammingError(
@@ -275,24 +278,25 @@ def _prepare(port: Port, bitstream: Bitstream, kind: ProgrammerKind, busy_timeou
 
 
 @contextlib.contextmanager
-def _exclusive_opens(port: Port, bitstream: Bitstream, busy_timeout: float) -> Iterator[int]:
+def _exclusive_opens(port: Port, bitstream: Bitstream, busy: TimeLimit) -> Iterator[int]:
     """The FME's descriptor, with the FME and then the port held open exclusively."""
     with contextlib.ExitStack() as opened:
         fds = []
         for node in (port.fme.device_node, port.device_node):
-            fds.append(_open_exclusive(node, port, bitstream, busy_timeout))
+            fds.append(_open_exclusive(node, port, bitstream, busy))
             opened.callback(os.close, fds[-1])
         yield fds[0]
 
 
-def _open_exclusive(node: Path, port: Port, bitstream: Bitstream, busy_timeout: float) -> int:
+def _open_exclusive(node: Path, port: Port, bitstream: Bitstream, busy: TimeLimit) -> int:
+    countdown = busy.start()
     try:
-        return retry_while_busy(lambda: _open_device(node, EXCLUSIVE), busy_timeout)
+        return retry_while_busy(lambda: _open_device(node, EXCLUSIVE), countdown)
     except OSError as error:
         if error.errno == errno.EBUSY:
             raise ProgrammingError(
                 f"programming port {port.name} with {bitstream.source} failed: {node} is in "
-                f"use by another process (EBUSY for {busy_timeout:g} s), and a device in use "
+                f"use by another process (EBUSY for {countdown.span()}), and a device in use "
                 "is not reprogrammed"
             ) from None
         raise ProgrammingError(_failure(port, bitstream, error, "opening", node)) from None
@@ -333,7 +337,9 @@ def _opae_status(port: Port, argument: bytearray) -> int:
     return status
 
 
-def _pr_failure(port: Port, bitstream: Bitstream, error: OSError, argument: bytearray) -> str:
+def _pr_failure(
+    port: Port, bitstream: Bitstream, error: OSError, argument: bytearray, busy: TimeLimit
+) -> str:
     """Why the PR ioctl failed: for EIO, the driver's own report of the hardware's error."""
     message = _failure(port, bitstream, error)
     if error.errno != errno.EIO:
@@ -342,17 +348,17 @@ def _pr_failure(port: Port, bitstream: Bitstream, error: OSError, argument: byte
         status = _opae_status(port, argument)
         cause = describe_pr_status(status) if status else None
     else:
-        cause = _dfl_pr_status(port.fme)
+        cause = _dfl_pr_status(port.fme, TimeLimit(0, busy.deadline))  # one read, no waiting
     return f"{message}: {cause}" if cause else message
 
 
-def _dfl_pr_status(fme: Fme) -> str | None:
+def _dfl_pr_status(fme: Fme, no_wait: TimeLimit) -> str | None:
     """The DFL FPGA manager's PR error lines, when the FME has that attribute."""
     matches = sorted(fme.sysfs_dir.glob(DFL_PR_STATUS_GLOB))
     if len(matches) != 1:
         return None
     try:
-        text = read_attribute(matches[0], 0)
+        text = read_attribute(matches[0], no_wait)
     except DeviceError:
         return None
     lines = [line.strip()[:80] for line in text.splitlines() if line.strip()][:8]

@@ -6,9 +6,11 @@ variables; everything below the CLI receives it as one frozen value.
 
 import dataclasses
 import enum
+import math
 import os
 from pathlib import Path
 
+from fpga_crihook.deadline import DEFAULT_DEADLINE, Deadline, TimeLimit
 from fpga_crihook.errors import SettingsError
 
 DEFAULT_PATH = "/sbin:/usr/sbin:/usr/local/sbin:/usr/local/bin:/usr/bin:/bin"
@@ -38,6 +40,23 @@ class Settings:
     busy_timeout: float = 3.0
     fpgaconf_timeout: float = 60.0
     metrics_dir: Path | None = None  # None: no metrics
+    # Started when the settings are made, i.e. when the CLI starts: every wait draws on it.
+    deadline: Deadline = dataclasses.field(default_factory=lambda: Deadline.start(DEFAULT_DEADLINE))
+
+    @property
+    def busy_limit(self) -> TimeLimit:
+        """How long a sysfs read or an exclusive open may be retried on EBUSY."""
+        return TimeLimit(self.busy_timeout, self.deadline)
+
+    @property
+    def lock_limit(self) -> TimeLimit:
+        """How long to wait for another hook to release an FME."""
+        return TimeLimit(self.lock_timeout, self.deadline)
+
+    @property
+    def fpgaconf_limit(self) -> TimeLimit:
+        """How long fpgaconf may run."""
+        return TimeLimit(self.fpgaconf_timeout, self.deadline)
 
     def check(self) -> None:
         """Refuse combinations that could touch real hardware by mistake."""
@@ -53,6 +72,10 @@ class Settings:
         ):
             if not value >= 0:
                 raise SettingsError(f"the {name} must be zero or more seconds, not {value}")
+        if not 0 < self.deadline.seconds < math.inf:
+            raise SettingsError(
+                f"the deadline must be a number of seconds above zero, not {self.deadline.seconds}"
+            )
 
     def host_path(self, container_path: str) -> Path:
         """Map a host device path from ``linux.devices`` onto the configured roots."""

@@ -2,8 +2,9 @@
 
 Attributes are tiny text files. A port's ``afu_id`` can fail with EBUSY
 while the port is being reprogrammed (DESIGN.md section 3): that is retried
-with a bounded backoff; any other error is reported at once. The same
-backoff serves the programmers' exclusive opens of the device nodes.
+with a bounded backoff, within the busy time limit and the run's deadline;
+any other error is reported at once. The same backoff serves the
+programmers' exclusive opens of the device nodes.
 """
 
 import errno
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from fpga_crihook.deadline import Countdown, TimeLimit
 from fpga_crihook.errors import DeviceBusyError, DeviceError
 from fpga_crihook.ids import InvalidIdError, canonical_id
 
@@ -34,42 +36,37 @@ def _read_raw(path: Path) -> bytes:
         os.close(fd)
 
 
-def retry_while_busy(attempt: Callable[[], _T], busy_timeout: float) -> _T:
+def retry_while_busy(attempt: Callable[[], _T], countdown: Countdown) -> _T:
     """Run *attempt*, again with growing pauses while it fails with EBUSY.
 
-    After *busy_timeout* seconds the last EBUSY propagates, as does any other
-    :class:`OSError` at once. Every wait on a busy device goes through here.
+    Once *countdown* is over the last EBUSY propagates, as does any other
+    :class:`OSError` at once. Every wait on a busy device goes through here;
+    ``countdown.span()`` says how long it waited.
     """
-    deadline = _busy_deadline(busy_timeout)
     delay = _FIRST_DELAY
     while True:
         try:
             return attempt()
         except OSError as error:
-            remaining = deadline - time.monotonic()
-            if error.errno != errno.EBUSY or remaining <= 0:
+            if error.errno != errno.EBUSY or countdown.over():
                 raise
-            time.sleep(min(delay, remaining))
+            time.sleep(min(delay, countdown.left()))
             delay = min(delay * 2, _LONGEST_DELAY)
 
 
-def _busy_deadline(busy_timeout: float) -> float:
-    """The monotonic time after which a busy device is given up: how long we may still wait."""
-    return time.monotonic() + busy_timeout
-
-
-def read_attribute(path: Path, busy_timeout: float) -> str:
+def read_attribute(path: Path, busy: TimeLimit) -> str:
     """Return the attribute's text without surrounding white space.
 
-    EBUSY is retried with growing pauses until *busy_timeout* seconds have
-    passed; then, and for every other error, :class:`DeviceError` is raised.
+    EBUSY is retried with growing pauses for as long as *busy* allows; then,
+    and for every other error, :class:`DeviceError` is raised.
     """
+    countdown = busy.start()
     try:
-        raw = retry_while_busy(lambda: _read_raw(path), busy_timeout)
+        raw = retry_while_busy(lambda: _read_raw(path), countdown)
     except OSError as error:
         if error.errno == errno.EBUSY:
             raise DeviceBusyError(
-                f"{path} stayed busy (EBUSY) for {busy_timeout:g} s: "
+                f"{path} stayed busy (EBUSY) for {countdown.span()}: "
                 "the device may be in the middle of reprogramming"
             ) from None
         raise DeviceError(f"cannot read {path}: {_reason(error)}") from None
@@ -79,18 +76,18 @@ def read_attribute(path: Path, busy_timeout: float) -> str:
         raise DeviceError(f"{path} does not hold ASCII text") from None
 
 
-def read_id(path: Path, busy_timeout: float) -> str:
+def read_id(path: Path, busy: TimeLimit) -> str:
     """Read an interface or AFU ID attribute in canonical form."""
-    text = read_attribute(path, busy_timeout)
+    text = read_attribute(path, busy)
     try:
         return canonical_id(text)
     except InvalidIdError as error:
         raise DeviceError(f"{path}: {error}") from None
 
 
-def read_int(path: Path, busy_timeout: float) -> int:
+def read_int(path: Path, busy: TimeLimit) -> int:
     """Read a decimal integer attribute such as a port's ``id``."""
-    text = read_attribute(path, busy_timeout)
+    text = read_attribute(path, busy)
     if not (text.isascii() and text.isdecimal() and len(text) <= 9):
         raise DeviceError(f"{path}: {text[:40]!r} is not a small decimal number")
     return int(text)

@@ -11,6 +11,9 @@ from typing import NamedTuple
 import pytest
 from simnode import SimNode
 
+from fpga_crihook.deadline import TimeLimit
+from fpga_crihook.settings import Settings
+
 HOOK = Path(sys.executable).parent / "fpga-crihook"
 DROP_IN = Path(sys.executable).parent / "intel-fpga-crihook"  # the createRuntime hook, no args
 REPO = Path(__file__).resolve().parent.parent
@@ -81,6 +84,11 @@ def run_hook() -> RunHook:
         return run_cli(["prestart"], node.env(**extra), state)
 
     return run
+
+
+def busy_limit(seconds: float = 0.0) -> TimeLimit:
+    """How long sysfs reads retry EBUSY, under a default deadline started now."""
+    return Settings(busy_timeout=seconds).busy_limit
 
 
 def environ_without_path() -> dict[str, str]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, RunHook
+from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, RunHook, busy_limit
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook.bitstream import BitstreamKind, open_bitstream
@@ -185,7 +185,7 @@ def test_a_port_read_while_the_sim_programmer_rewrites_it_shows_the_old_or_the_n
     def survey_until_done() -> None:
         while not done.is_set():
             try:
-                seen.add(port.read_afu_id(busy_timeout=0))
+                seen.add(port.read_afu_id(busy_limit()))
             except HookError as error:
                 failures.append(str(error))
 
@@ -195,7 +195,7 @@ def test_a_port_read_while_the_sim_programmer_rewrites_it_shows_the_old_or_the_n
         for afu in (AFU_2, AFU_3) * 100:
             entry = node.store / REGION_A / f"{afu}.gbs"
             with open_bitstream(entry, BitstreamKind.GBS, node.store) as bitstream:
-                SimProgrammer().program(port, bitstream)
+                SimProgrammer(busy_limit()).program(port, bitstream)
     finally:
         done.set()
         reader.join()

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, REGION_A, REGION_B
+from conftest import AFU_1, REGION_A, REGION_B, busy_limit
 from simnode import SimNode, add_card
 
 from fpga_crihook.commands.program import find_port
@@ -36,9 +36,9 @@ def test_port_is_found_by_device_numbers_with_its_fme(
     assert port.device_node == node.devfs / port_name
     assert port.fme.device_node == node.devfs / fme_name
     assert port.pci_address == "0000:5e:00.0"
-    assert port.read_afu_id(0) == AFU_1
-    assert port.fme.read_interface_id(0) == REGION_A
-    assert port.read_port_id(0) == 0
+    assert port.read_afu_id(busy_limit()) == AFU_1
+    assert port.fme.read_interface_id(busy_limit()) == REGION_A
+    assert port.read_port_id(busy_limit()) == 0
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_fme_without_interface_id_is_an_error(node: SimNode) -> None:
     card.interface_file.unlink()
     [port] = resolve_ports([parse_device(card.ports[0].device())], _settings(node))
     with pytest.raises(DeviceError, match="expected one region interface ID"):
-        port.fme.read_interface_id(0)
+        port.fme.read_interface_id(busy_limit())
 
 
 def test_port_without_a_single_fme_beside_it_is_an_error(node: SimNode) -> None:
@@ -154,4 +154,4 @@ def test_garbage_in_afu_id_is_a_device_error(node: SimNode) -> None:
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=["not-an-id"])
     [port] = resolve_ports([parse_device(card.ports[0].device())], _settings(node))
     with pytest.raises(DeviceError, match="afu_id: 'not-an-id' is not a 32-hex-digit ID"):
-        port.read_afu_id(0)
+        port.read_afu_id(busy_limit())

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, AFU_3, REGION_A, RunHook, run_cli
+from conftest import AFU_1, AFU_2, AFU_3, REGION_A, RunHook, busy_limit, run_cli
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook import programmers, sysfs
@@ -136,7 +136,7 @@ def test_a_failing_pr_ioctl_names_port_fme_bitstream_and_cause(
 ) -> None:
     card = _card(node)
     settings = _settings(node)
-    programmer = IoctlProgrammer(settings.busy_timeout, ioctl=FakeKernel(card, fail={0: code}))
+    programmer = IoctlProgrammer(settings.busy_limit, ioctl=FakeKernel(card, fail={0: code}))
 
     with pytest.raises(ProgrammingError) as failure:
         ensure_port(_assignment(card, settings), programmer, settings)
@@ -154,7 +154,7 @@ def test_the_fake_kernel_programs_the_port_with_the_raw_bitstream(node: SimNode)
     """The baseline for the fault tests: without a fault the port ends with the AFU."""
     card = _card(node)
     settings = _settings(node)
-    programmer = IoctlProgrammer(settings.busy_timeout, ioctl=FakeKernel(card))
+    programmer = IoctlProgrammer(settings.busy_limit, ioctl=FakeKernel(card))
 
     outcome = ensure_port(_assignment(card, settings), programmer, settings).outcome
 
@@ -167,7 +167,7 @@ def test_the_real_pr_ioctl_on_a_node_that_is_not_an_fme_fails_with_enotty(node: 
     settings = _settings(node)
 
     with pytest.raises(ProgrammingError, match="ENOTTY") as failure:
-        ensure_port(_assignment(card, settings), IoctlProgrammer(settings.busy_timeout), settings)
+        ensure_port(_assignment(card, settings), IoctlProgrammer(settings.busy_limit), settings)
 
     assert str(_gbs(node)) in str(failure.value)
     assert card.ports[0].afu_id() == AFU_1
@@ -177,7 +177,7 @@ def test_a_missing_fme_node_fails_before_the_kernel_is_called(node: SimNode) -> 
     card = _card(node)
     (node.devfs / "dfl-fme.0").unlink()
     settings = _settings(node)
-    programmer = IoctlProgrammer(settings.busy_timeout, ioctl=FakeKernel(card))
+    programmer = IoctlProgrammer(settings.busy_limit, ioctl=FakeKernel(card))
 
     with pytest.raises(ProgrammingError) as failure:
         ensure_port(_assignment(card, settings), programmer, settings)
@@ -194,7 +194,7 @@ def test_an_opae_pr_status_written_back_by_the_driver_fails_the_port(node: SimNo
     settings = _settings(node)
     kernel = FakeKernel(card)
     kernel.pr_status = 0x2
-    programmer = IoctlProgrammer(settings.busy_timeout, ioctl=kernel)
+    programmer = IoctlProgrammer(settings.busy_limit, ioctl=kernel)
 
     with pytest.raises(ProgrammingError, match="PR status 0x2") as failure:
         ensure_port(_assignment(card, settings), programmer, settings)
@@ -207,7 +207,7 @@ def test_an_opae_pr_status_written_back_by_the_driver_fails_the_port(node: SimNo
     "make",
     [
         lambda card: DoesNothing(),
-        lambda card: IoctlProgrammer(0.5, ioctl=lambda fd, request, argument: 0),
+        lambda card: IoctlProgrammer(busy_limit(0.5), ioctl=lambda fd, request, argument: 0),
     ],
     ids=["programmer-does-nothing", "ioctl-succeeds-without-effect"],
 )
@@ -244,7 +244,9 @@ def _with_kernel(monkeypatch: pytest.MonkeyPatch, kernel: FakeKernel) -> None:
     # The hook builds its programmer through programmers.make_programmer when a
     # port first needs programming: give it the ioctl programmer with a fake kernel.
     monkeypatch.setattr(
-        programmers, "make_programmer", lambda settings: IoctlProgrammer(0.5, ioctl=kernel)
+        programmers,
+        "make_programmer",
+        lambda settings: IoctlProgrammer(busy_limit(0.5), ioctl=kernel),
     )
 
 
@@ -290,11 +292,11 @@ def test_a_port_that_turns_unhealthy_while_waiting_for_the_lock_is_not_programme
     card = _card(node)
     settings = _settings(node)
     assignment = _assignment(card, settings)
-    survey([assignment.port], settings.busy_timeout)  # healthy when the hook looked
+    survey([assignment.port], settings.busy_limit)  # healthy when the hook looked
     card.ports[0].afu_file.write_text(ALL_ONES + "\n")
 
     with pytest.raises(DeviceError, match="dfl-port.0 reports an all-ones AFU ID"):
-        ensure_port(assignment, IoctlProgrammer(0.5, ioctl=FakeKernel(card)), settings)
+        ensure_port(assignment, IoctlProgrammer(busy_limit(0.5), ioctl=FakeKernel(card)), settings)
 
     assert card.ports[0].afu_id() == ALL_ONES
 
@@ -328,7 +330,7 @@ def test_ebusy_that_clears_after_a_few_reads_is_retried_and_the_port_programmed(
     settings = _settings(node)
     attempts = _failing_reads(monkeypatch, errno.EBUSY, times=3)
 
-    programmer = IoctlProgrammer(0.5, ioctl=FakeKernel(card))
+    programmer = IoctlProgrammer(busy_limit(0.5), ioctl=FakeKernel(card))
 
     outcome = ensure_port(_assignment(card, settings), programmer, settings).outcome
 
@@ -343,7 +345,7 @@ def test_ebusy_that_never_clears_fails_once_the_busy_timeout_has_passed(
     card = _card(node)
     settings = _settings(node, busy_timeout=0.3)
     attempts = _failing_reads(monkeypatch, errno.EBUSY, times=None)
-    programmer = IoctlProgrammer(0.3, ioctl=FakeKernel(card))
+    programmer = IoctlProgrammer(busy_limit(0.3), ioctl=FakeKernel(card))
 
     started = time.monotonic()
     with pytest.raises(DeviceError) as failure:

@@ -7,6 +7,7 @@ the simulated port's ``afu_id``.
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from simnode import (
 )
 
 from fpga_crihook.bitstream import BitstreamKind, open_bitstream, parse_gbs
+from fpga_crihook.deadline import Deadline
 from fpga_crihook.devices import Port, port_from_sysfs_dir
 from fpga_crihook.errors import ProgrammingError, SettingsError
 from fpga_crihook.fpgaconf import FpgaconfProgrammer
@@ -151,10 +153,33 @@ def test_fpgaconf_that_hangs_is_killed_after_the_timeout(node: SimNode, tmp_path
     with (
         open_bitstream(gbs, BitstreamKind.GBS, node.store) as bitstream,
         pytest.raises(
-            ProgrammingError, match=r"did not finish within 0\.5 s and was killed: starting"
+            ProgrammingError, match=r"did not finish within 0\.5 s, so it was killed: starting"
         ),
     ):
         FpgaconfProgrammer(settings).program(port, bitstream)
+
+
+def test_fpgaconf_gets_no_more_time_than_the_deadline_leaves(node: SimNode, tmp_path: Path) -> None:
+    port, _ = _port(node)
+    gbs = write_gbs(node, REGION_A, AFU_2)
+    sleeper = tmp_path / "fpgaconf"
+    sleeper.write_text("#!/bin/sh\nexec sleep 30\n")
+    sleeper.chmod(0o755)
+    settings = Settings(
+        sysfs=node.sysfs, fpgaconf=str(sleeper), fpgaconf_timeout=60, deadline=Deadline.start(1)
+    )
+
+    started = time.monotonic()
+    with (
+        open_bitstream(gbs, BitstreamKind.GBS, node.store) as bitstream,
+        pytest.raises(ProgrammingError) as caught,
+    ):
+        FpgaconfProgrammer(settings).program(port, bitstream)
+
+    assert time.monotonic() - started < 10
+    assert "all that was left of the hook's 1 s deadline (FPGA_CRIHOOK_DEADLINE), so it was " in (
+        str(caught.value)
+    )
 
 
 def test_missing_fpgaconf_path_is_a_clear_settings_error(node: SimNode) -> None:
@@ -396,5 +421,5 @@ def test_fpgaconf_timeout_is_read_from_its_environment_variable(
 
     assert result.returncode == 1
     error = json.loads(result.stderr.splitlines()[-1])["error"]
-    assert "did not finish within 0.5 s and was killed and printed nothing" in error
+    assert "did not finish within 0.5 s, so it was killed and printed nothing" in error
     assert sim_port.afu_id() == AFU_1

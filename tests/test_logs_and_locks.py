@@ -11,9 +11,11 @@ import pytest
 import structlog
 
 from fpga_crihook import logs
+from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Driver, Fme
 from fpga_crihook.errors import LockError
 from fpga_crihook.locking import fme_lock
+from fpga_crihook.settings import Settings
 
 
 def test_json_lines_lead_with_time_level_event_and_container(tmp_path: Path) -> None:
@@ -32,6 +34,10 @@ def test_json_lines_lead_with_time_level_event_and_container(tmp_path: Path) -> 
     structlog.contextvars.clear_contextvars()
 
 
+def _limit(seconds: float) -> TimeLimit:
+    return Settings(lock_timeout=seconds).lock_limit
+
+
 def _fme() -> Fme:
     return Fme(Driver.DFL, "dfl-fme.3", Path("/nonexistent"), Path("/nonexistent"))
 
@@ -44,18 +50,18 @@ def test_lock_is_exclusive_and_bounded(tmp_path: Path) -> None:
     try:
         with (
             pytest.raises(LockError, match="stayed locked by another hook"),
-            fme_lock(_fme(), tmp_path, 0.2),
+            fme_lock(_fme(), tmp_path, _limit(0.2)),
         ):
             pass
     finally:
         os.close(holder)
     assert "waiting for another hook" in stream.getvalue()
-    with fme_lock(_fme(), tmp_path, 0.2):
+    with fme_lock(_fme(), tmp_path, _limit(0.2)):
         pass
 
 
 def test_lock_dir_is_created(tmp_path: Path) -> None:
-    with fme_lock(_fme(), tmp_path / "run" / "fpga-crihook", 0):
+    with fme_lock(_fme(), tmp_path / "run" / "fpga-crihook", _limit(0)):
         assert (tmp_path / "run" / "fpga-crihook" / "dfl-fme.3.lock").exists()
 
 
@@ -64,7 +70,7 @@ def test_a_lock_dir_that_cannot_be_made_is_named_as_the_directory(tmp_path: Path
     not_a_dir.write_text("")
     with (
         pytest.raises(LockError, match=f"cannot create the lock directory {not_a_dir}: "),
-        fme_lock(_fme(), not_a_dir, 0),
+        fme_lock(_fme(), not_a_dir, _limit(0)),
     ):
         pass
 
@@ -78,6 +84,6 @@ def test_a_lock_error_other_than_contention_is_a_lock_error(
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with (
         pytest.raises(LockError, match="cannot lock .*dfl-fme.3.lock: No locks available"),
-        fme_lock(_fme(), tmp_path, 1),
+        fme_lock(_fme(), tmp_path, _limit(1)),
     ):
         pass

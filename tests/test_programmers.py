@@ -8,7 +8,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, REGION_A
+from conftest import AFU_1, AFU_2, REGION_A, busy_limit
 from simnode import SimNode, add_card, write_gbs
 
 from fpga_crihook.bitstream import BitstreamKind, open_bitstream
@@ -70,7 +70,7 @@ def test_dfl_ioctl_gets_the_exact_request_and_struct(node: SimNode, port_index: 
     path = write_gbs(node, REGION_A, AFU_2, raw=RAW)
 
     with open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream:
-        IoctlProgrammer(0, ioctl=kernel).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream)
 
     assert kernel.fd_target == "dfl-fme.0"
     assert kernel.request == 0xB680
@@ -87,7 +87,7 @@ def test_opae_ioctl_gets_the_exact_request_and_struct(node: SimNode) -> None:
     path = write_gbs(node, REGION_A, AFU_2, raw=RAW)
 
     with open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream:
-        IoctlProgrammer(0, ioctl=kernel).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream)
 
     assert kernel.fd_target == "intel-fpga-fme.0"
     assert kernel.request == 0xB580
@@ -103,7 +103,7 @@ def test_buffer_points_into_the_mapped_file_without_a_copy(node: SimNode) -> Non
     path = write_gbs(node, REGION_A, AFU_2, raw=RAW)
     with open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream:
         view_address = ctypes.addressof((ctypes.c_char * 1).from_buffer(bitstream.raw))
-        IoctlProgrammer(0, ioctl=kernel).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream)
     assert _address_and_size(kernel.request, kernel.argument)[0] == view_address
 
 
@@ -124,7 +124,7 @@ def test_kernel_errors_name_port_fme_bitstream_and_cause(
         open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream,
         pytest.raises(ProgrammingError) as caught,
     ):
-        IoctlProgrammer(0, ioctl=KernelCall(error)).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=KernelCall(error)).program(port, bitstream)
     message = str(caught.value)
     assert words in message
     assert "dfl-port.0" in message
@@ -139,7 +139,7 @@ def test_real_ioctl_on_a_regular_file_fails_cleanly(node: SimNode) -> None:
         open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream,
         pytest.raises(ProgrammingError, match="ENOTTY"),
     ):
-        IoctlProgrammer(0).program(port, bitstream)
+        IoctlProgrammer(busy_limit()).program(port, bitstream)
     assert (port.sysfs_dir / "afu_id").read_text().strip() == AFU_1
 
 
@@ -151,7 +151,7 @@ def test_missing_fme_node_is_a_programming_error(node: SimNode) -> None:
         open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream,
         pytest.raises(ProgrammingError, match="opening .*dfl-fme.0: ENOENT"),
     ):
-        IoctlProgrammer(0, ioctl=KernelCall()).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=KernelCall()).program(port, bitstream)
 
 
 def test_opae_nonzero_status_is_a_failure(node: SimNode) -> None:
@@ -166,7 +166,7 @@ def test_opae_nonzero_status_is_a_failure(node: SimNode) -> None:
         open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream,
         pytest.raises(ProgrammingError, match="PR status 0x3"),
     ):
-        IoctlProgrammer(0, ioctl=kernel).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream)
 
 
 def test_sim_programmer_writes_the_afu_id(node: SimNode) -> None:
@@ -174,7 +174,7 @@ def test_sim_programmer_writes_the_afu_id(node: SimNode) -> None:
     path = write_gbs(node, REGION_A, AFU_2, raw=RAW)
     with open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream:
         assert zlib.crc32(bitstream.raw) == zlib.crc32(RAW)
-        SimProgrammer().program(port, bitstream)
+        SimProgrammer(busy_limit()).program(port, bitstream)
     assert (port.sysfs_dir / "afu_id").read_text() == AFU_2 + "\n"
 
 

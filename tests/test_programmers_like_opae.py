@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import pytest
 import structlog
-from conftest import AFU_1, AFU_2, REGION_A, Completed
+from conftest import AFU_1, AFU_2, REGION_A, Completed, busy_limit
 from simnode import SimCard, SimNode, add_card, gbs_bytes, gbs_metadata, state_json, write_bundle
 
 from fpga_crihook import cli, programmers
@@ -144,7 +144,10 @@ def _opens(monkeypatch: pytest.MonkeyPatch, busy: dict[str, int]) -> list[tuple[
 
 @pytest.mark.parametrize(
     ("make", "kind"),
-    [(lambda card: IoctlProgrammer(0.3, ioctl=DriverStandIn(card)), "ioctl"), (None, "sim")],
+    [
+        (lambda card: IoctlProgrammer(busy_limit(0.3), ioctl=DriverStandIn(card)), "ioctl"),
+        (None, "sim"),
+    ],
     ids=["ioctl", "sim"],
 )
 @pytest.mark.parametrize("dry_run", [False, True], ids=["program", "dry-run"])
@@ -155,7 +158,7 @@ def test_a_gbs_asking_for_user_clocks_is_refused_by_a_programmer_that_cannot_set
     dry_run: bool,
 ) -> None:
     world = _world(node, "dfl", clocks=(312.5, "auto"))
-    programmer = make(world.card) if make else SimProgrammer(0.3)
+    programmer = make(world.card) if make else SimProgrammer(busy_limit(0.3))
 
     with pytest.raises(ProgrammingError) as refused:
         ensure_port(world.assignment, programmer, _with(world.settings, dry_run=dry_run))
@@ -176,7 +179,9 @@ def test_a_gbs_leaving_the_user_clocks_to_auto_is_programmed(
     world = _world(node, "opae", clocks=clocks)
     kernel = DriverStandIn(world.card)
 
-    result = ensure_port(world.assignment, IoctlProgrammer(0.3, ioctl=kernel), world.settings)
+    result = ensure_port(
+        world.assignment, IoctlProgrammer(busy_limit(0.3), ioctl=kernel), world.settings
+    )
 
     assert result.outcome is Outcome.PROGRAMMED
     assert world.card.ports[0].afu_id() == AFU_2
@@ -193,7 +198,7 @@ def test_the_fme_and_the_port_are_opened_exclusively_and_held_during_the_pr(
     opened = _opens(monkeypatch, busy={})
     kernel = DriverStandIn(world.card)
 
-    ensure_port(world.assignment, IoctlProgrammer(0.3, ioctl=kernel), world.settings)
+    ensure_port(world.assignment, IoctlProgrammer(busy_limit(0.3), ioctl=kernel), world.settings)
 
     exclusive = os.O_RDWR | os.O_EXCL | os.O_CLOEXEC
     assert opened == [
@@ -215,7 +220,9 @@ def test_a_device_held_by_another_process_stops_the_pr_after_the_busy_timeout(
 
     started = time.monotonic()
     with pytest.raises(ProgrammingError) as refused:
-        ensure_port(world.assignment, IoctlProgrammer(0.3, ioctl=kernel), world.settings)
+        ensure_port(
+            world.assignment, IoctlProgrammer(busy_limit(0.3), ioctl=kernel), world.settings
+        )
     elapsed = time.monotonic() - started
 
     assert str(refused.value) == (
@@ -235,7 +242,9 @@ def test_a_device_busy_for_a_moment_is_opened_once_it_is_free(
     _opens(monkeypatch, busy={world.card.ports[0].name: 3})
 
     result = ensure_port(
-        world.assignment, IoctlProgrammer(0.3, ioctl=DriverStandIn(world.card)), world.settings
+        world.assignment,
+        IoctlProgrammer(busy_limit(0.3), ioctl=DriverStandIn(world.card)),
+        world.settings,
     )
 
     assert result.outcome is Outcome.PROGRAMMED
@@ -296,7 +305,9 @@ def test_a_dry_run_fails_when_the_port_node_cannot_be_opened(node: SimNode) -> N
     (node.devfs / "intel-fpga-port.0").unlink()
 
     with pytest.raises(ProgrammingError) as refused:
-        ensure_port(world.assignment, SimProgrammer(0.3), _with(world.settings, dry_run=True))
+        ensure_port(
+            world.assignment, SimProgrammer(busy_limit(0.3)), _with(world.settings, dry_run=True)
+        )
 
     assert f"opening {node.devfs / 'intel-fpga-port.0'}: ENOENT" in str(refused.value)
 
@@ -316,7 +327,7 @@ def test_port_errors_are_logged_and_written_back_to_clear_them_before_the_pr(
     with structlog.testing.capture_logs() as events:
         ensure_port(
             world.assignment,
-            IoctlProgrammer(0.3, ioctl=DriverStandIn(world.card)),
+            IoctlProgrammer(busy_limit(0.3), ioctl=DriverStandIn(world.card)),
             world.settings,
         )
 
@@ -331,7 +342,7 @@ def test_port_errors_are_logged_and_written_back_to_clear_them_before_the_pr(
 def test_no_port_errors_means_nothing_is_written(node: SimNode) -> None:
     world = _world(node, "opae")
 
-    ensure_port(world.assignment, SimProgrammer(0.3), world.settings)
+    ensure_port(world.assignment, SimProgrammer(busy_limit(0.3)), world.settings)
 
     assert (world.card.ports[0].sysfs_dir / "errors" / "clear").read_text() == ""
     assert world.card.ports[0].afu_id() == AFU_2
@@ -344,7 +355,7 @@ def test_port_errors_that_cannot_be_cleared_are_a_warning_not_a_failure(node: Si
     clear.unlink()
 
     with structlog.testing.capture_logs() as events:
-        result = ensure_port(world.assignment, SimProgrammer(0.3), world.settings)
+        result = ensure_port(world.assignment, SimProgrammer(busy_limit(0.3)), world.settings)
 
     assert result.outcome is Outcome.PROGRAMMED
     assert world.card.ports[0].afu_id() == AFU_2
@@ -359,7 +370,7 @@ def test_unreadable_port_errors_are_a_warning_not_a_failure(node: SimNode) -> No
     world.card.ports[0].errors_file.write_text("not a number\n")
 
     with structlog.testing.capture_logs() as events:
-        result = ensure_port(world.assignment, SimProgrammer(0.3), world.settings)
+        result = ensure_port(world.assignment, SimProgrammer(busy_limit(0.3)), world.settings)
 
     assert result.outcome is Outcome.PROGRAMMED
     [warning] = [e for e in events if e["log_level"] == "warning"]
@@ -386,7 +397,9 @@ def test_an_opae_pr_failure_names_the_error_bits_the_driver_wrote_back(
     kernel = DriverStandIn(world.card, pr_error=status)
 
     with pytest.raises(ProgrammingError) as failed:
-        ensure_port(world.assignment, IoctlProgrammer(0.3, ioctl=kernel), world.settings)
+        ensure_port(
+            world.assignment, IoctlProgrammer(busy_limit(0.3), ioctl=kernel), world.settings
+        )
 
     assert str(failed.value) == (
         f"programming port intel-fpga-port.0 with {_gbs(world)} failed: the PR ioctl on "
@@ -403,7 +416,9 @@ def test_a_dfl_pr_failure_names_what_the_fpga_manager_reports(node: SimNode) -> 
     )
 
     with pytest.raises(ProgrammingError) as failed:
-        ensure_port(world.assignment, IoctlProgrammer(0.3, ioctl=kernel), world.settings)
+        ensure_port(
+            world.assignment, IoctlProgrammer(busy_limit(0.3), ioctl=kernel), world.settings
+        )
 
     assert str(failed.value).endswith(
         "EIO: the hardware reported a partial-reconfiguration error: reconfig CRC error; "
@@ -418,7 +433,9 @@ def test_a_dfl_pr_failure_without_the_managers_status_names_the_errno(node: SimN
     kernel = DriverStandIn(world.card, pr_error=1)
 
     with pytest.raises(ProgrammingError) as failed:
-        ensure_port(world.assignment, IoctlProgrammer(0.3, ioctl=kernel), world.settings)
+        ensure_port(
+            world.assignment, IoctlProgrammer(busy_limit(0.3), ioctl=kernel), world.settings
+        )
 
     assert str(failed.value).endswith(
         f"{node.devfs / 'dfl-fme.0'}: EIO: the hardware reported a partial-reconfiguration error"

@@ -228,7 +228,7 @@ def _port_node(name: str, settings: Settings) -> PortNode:
     if sysfs_dir is None:
         raise DeviceError(f"no sysfs directory for {name} under {settings.sysfs}")
     port = port_from_sysfs_dir(sysfs_dir, settings)
-    numbers = port.read_dev(settings.busy_timeout)
+    numbers = port.read_dev(settings.busy_limit)
     major, separator, minor = numbers.partition(":")
     if not (separator and major.isdecimal() and minor.isdecimal()):
         raise DeviceError(f"{sysfs_dir / 'dev'} holds {numbers!r}, not MAJOR:MINOR")

@@ -5,19 +5,21 @@ the package), then for what this hook needs: regexes that compile (Python's
 ``re`` standing in for Go's RE2), anchored, and matching both the current
 and the legacy value of the FPGA mode annotation (DESIGN.md section 1), no
 other condition that keeps it from running (the runtime ANDs them), a stage
-before the container's process starts, and an executable hook path.
-The node part looks for the drivers' cards, their FME device nodes and a
-readable bitstream store. CDI specs (DESIGN.md section 2) are checked for
-what runs the hook: a createRuntime (or prestart) hook whose program is
-there. A node where a hooks.d file and a CDI spec would both run the hook
-for one container is an error: the port would be programmed twice. The
-report starts with the node config file and every setting in force, with
-where it came from. Every finding is one line. Only regular files are read,
-and never with a blocking open: ``check`` pointed at a FIFO reports it
-instead of hanging.
+before the container's process starts, an executable hook path, and a
+``timeout`` above the hook's own deadline (else the runtime may kill the hook
+in the middle of programming). The node part looks for the drivers' cards,
+their FME device nodes and a readable bitstream store. CDI specs (DESIGN.md
+section 2) are checked for what runs the hook: a createRuntime (or prestart)
+hook whose program is there. A node where a hooks.d file and a CDI spec
+would both run the hook for one container is an error: the port would be
+programmed twice. The report starts with the node config file and every
+setting in force, with where it came from. Every finding is one line. Only
+regular files are read, and never with a blocking open: ``check`` pointed at
+a FIFO reports it instead of hanging.
 """
 
 import enum
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -28,6 +30,7 @@ from typing import Any, NamedTuple
 from fpga_crihook import jsondocs
 from fpga_crihook.commands import cdi
 from fpga_crihook.commands.devices import CardInfo, Health, scan
+from fpga_crihook.deadline import DEADLINE_VARIABLE, DEFAULT_DEADLINE
 from fpga_crihook.devices import Driver
 from fpga_crihook.nodeconfig import ConfigFile, Origin, Setting, env_text
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
@@ -157,6 +160,7 @@ def check_hooks_file(path: Path, settings: Settings | None = None) -> list[Findi
         *_mode_findings(path, document["when"].get("annotations", {})),
         *_stage_findings(path, document["stages"]),
         *_hook_findings(path, document["hook"]),
+        *_timeout_findings(path, document["hook"], settings),
         *_env_findings(path, document["hook"].get("env", []), settings),
         *_stderr_findings(path, document["hook"].get("env", [])),
     ]
@@ -450,6 +454,42 @@ def _hook_findings(path: Path, hook: Mapping[str, Any]) -> Iterator[Finding]:
             f"{path}: hook.args {arguments} do not name the prestart command "
             '(expected e.g. ["fpga-crihook", "prestart"])',
         )
+
+
+def _timeout_findings(
+    path: Path, hook: Mapping[str, Any], settings: Settings | None
+) -> Iterator[Finding]:
+    """The runtime kills a hook at its ``timeout``: that must come after the hook's deadline."""
+    timeout = hook.get("timeout")
+    variable = f"{DEADLINE_VARIABLE}="
+    given = [entry[len(variable) :] for entry in hook.get("env", []) if entry.startswith(variable)]
+    if given:
+        deadline, source = _seconds(given[-1]), f"hook.env sets {variable}{given[-1]}"
+        if deadline is None:
+            yield Finding(
+                Level.ERROR,
+                f"{path}: {source}, which is not a number of seconds above zero: "
+                "the hook would refuse to run",
+            )
+            return
+    else:
+        deadline = settings.deadline.seconds if settings is not None else DEFAULT_DEADLINE
+        source = f"{DEADLINE_VARIABLE} is not in hook.env"
+    if timeout is not None and not timeout > deadline:
+        yield Finding(
+            Level.WARNING,
+            f"{path}: hook.timeout {timeout} s is not above the hook's deadline of "
+            f"{deadline:g} s ({source}): the runtime may kill the hook in the middle of "
+            "programming; set the timeout above the deadline",
+        )
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 < value < math.inf else None
 
 
 def _env_findings(path: Path, env: list[str], settings: Settings | None) -> Iterator[Finding]:

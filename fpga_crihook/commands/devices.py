@@ -282,7 +282,7 @@ def _scan_card(driver: Driver, card_dir: Path, settings: Settings) -> CardInfo |
 
 
 def _scan_fme(fme: Fme, settings: Settings) -> FmeInfo:
-    interface = _read(lambda: fme.read_interface_id(settings.busy_timeout))
+    interface = _read(lambda: fme.read_interface_id(settings.busy_limit))
     return FmeInfo(fme.name, fme.device_node, interface)
 
 
@@ -295,9 +295,9 @@ def _scan_port(
     except DeviceError as error:
         missing = IdReading(None, Health.UNREADABLE, str(error))
         return PortInfo(port_dir.name, None, device_node, missing, Health.UNREADABLE, None)
-    afu = _read(lambda: port.read_afu_id(settings.busy_timeout))
+    afu = _read(lambda: port.read_afu_id(settings.busy_limit))
     try:
-        port_id: int | None = port.read_port_id(settings.busy_timeout)
+        port_id: int | None = port.read_port_id(settings.busy_limit)
     except DeviceError:
         port_id = None
     health = afu.health

@@ -42,7 +42,7 @@ def program_file(device: str, path: Path, settings: Settings, force: bool) -> Ma
     kind = detect_kind(path)
     with open_bitstream(path, kind, None) as bitstream:
         interface_id, afu_id = bitstream.interface_id, bitstream.afu_id
-    [view] = survey([port], settings.busy_timeout)
+    [view] = survey([port], settings.busy_limit)
     if view.interface_id != interface_id:
         raise BitstreamError(
             f"{path} was built for region {interface_id}, but port {port.name} "
