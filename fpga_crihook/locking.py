@@ -2,52 +2,149 @@
 
 Reprogramming goes through the FME, so the check-program-verify sequence for
 one FME must not interleave with another hook's. ``flock`` on a file per FME
-in the lock directory does that, and the kernel drops the lock if the hook
-dies.
+in the lock directory does that. The lock belongs to the open file, not to a
+process: the kernel drops it when the last descriptor of that open file is
+closed. A child handed the descriptor (fpgaconf) therefore keeps every other
+hook off the FME for as long as it lives, even if the hook itself is killed.
+
+A lock keeps hooks apart only if they all lock the same file: the directory
+must be a real directory of the hook's own user (root) that nobody else can
+write to, lock files are never reached through a symlink, and a hook whose
+locked file was removed or replaced while it waited locks the file now at
+the path instead.
 """
 
 import contextlib
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import structlog
 
-from fpga_crihook.deadline import TimeLimit
+from fpga_crihook.deadline import Countdown, TimeLimit
 from fpga_crihook.devices import Fme
 from fpga_crihook.errors import LockError
 
 _POLL_SECONDS = 0.02
 
 
+class FmeLock(NamedTuple):
+    """The held lock of one FME."""
+
+    fme: Fme
+    path: Path
+    fd: int  # the locked open file: a child that inherits it holds the lock as well
+
+
 @contextlib.contextmanager
-def fme_lock(fme: Fme, lock_dir: Path, limit: TimeLimit) -> Iterator[None]:
+def fme_lock(fme: Fme, lock_dir: Path, limit: TimeLimit) -> Iterator[FmeLock]:
     """Hold the exclusive lock of *fme*, waiting for it no longer than *limit* allows."""
     path = lock_dir / f"{fme.name}.lock"
+    dir_fd = _open_lock_dir(lock_dir)
     try:
-        lock_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        fd = _acquire(dir_fd, fme, path, limit)
+    finally:
+        os.close(dir_fd)
+    try:
+        yield FmeLock(fme, path, fd)
+    finally:
+        os.close(fd)  # the lock ends with the last descriptor of this open file
+
+
+def _open_lock_dir(lock_dir: Path) -> int:
+    """The lock directory, made ``0700`` if missing, opened without following a symlink."""
+    try:
+        lock_dir.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(lock_dir, 0o700)
+        fd = os.open(lock_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
-        raise LockError(f"cannot create the lock directory {lock_dir}: {error.strerror}") from None
+        if os.path.islink(lock_dir):
+            raise LockError(
+                f"the lock directory {lock_dir} is a symlink: refusing it, as hooks "
+                "that reach their lock files by different paths do not keep each other out"
+            ) from None
+        raise LockError(f"cannot use the lock directory {lock_dir}: {error.strerror}") from None
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        _require_private(os.fstat(fd), lock_dir)
+    except LockError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _require_private(status: os.stat_result, lock_dir: Path) -> None:
+    owner = os.geteuid()
+    if status.st_uid != owner:
+        raise LockError(
+            f"the lock directory {lock_dir} belongs to uid {status.st_uid}, not to uid "
+            f"{owner} that runs the hook: refusing it (chown it, or remove it and let "
+            "the hook create it)"
+        )
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise LockError(
+            f"the lock directory {lock_dir} (mode {stat.S_IMODE(status.st_mode):04o}) is "
+            "writable by others, who could remove or replace lock files: refusing it "
+            "(chmod 0700 it)"
+        )
+
+
+def _acquire(dir_fd: int, fme: Fme, path: Path, limit: TimeLimit) -> int:
+    """Lock the file at *path*, and make sure it is still the one there once locked."""
+    countdown = limit.start()
+    waiting_since: float | None = None
+    while True:
+        fd = _open_lock_file(dir_fd, path)
+        held = False
+        try:
+            if not _try_lock(fd, path):
+                if waiting_since is None:
+                    waiting_since = _announce_wait(fme, path)
+                _wait_for_lock(fd, fme, path, countdown)
+            held = _is_the_file_at(dir_fd, path, fd)
+        finally:
+            if not held:
+                os.close(fd)
+        if held:
+            break
+        if countdown.over():
+            raise LockError(
+                f"the lock file {path} kept being removed or replaced while this hook "
+                f"locked it, for {countdown.span()}"
+            )
+    if waiting_since is not None:
+        structlog.get_logger().info(
+            "got the FME lock",
+            fme=fme.name,
+            waited_ms=round((time.monotonic() - waiting_since) * 1000, 1),
+        )
+    return fd
+
+
+def _open_lock_file(dir_fd: int, path: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path.name, flags, 0o600, dir_fd=dir_fd)
     except OSError as error:
         raise LockError(f"cannot create the lock file {path}: {error.strerror}") from None
-    try:
-        _acquire(fd, fme, path, limit)
-        yield
-    finally:
-        os.close(fd)  # closing the last descriptor releases the flock
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LockError(f"the lock file {path} is not a regular file: remove it")
+    return fd
 
 
-def _acquire(fd: int, fme: Fme, path: Path, limit: TimeLimit) -> None:
-    countdown = limit.start()
-    if _try_lock(fd, path):
-        return
-    log = structlog.get_logger()
-    log.info("waiting for another hook to finish with the FME", fme=fme.name, lock=str(path))
-    started = time.monotonic()
+def _announce_wait(fme: Fme, path: Path) -> float:
+    structlog.get_logger().info(
+        "waiting for another hook to finish with the FME", fme=fme.name, lock=str(path)
+    )
+    return time.monotonic()
+
+
+def _wait_for_lock(fd: int, fme: Fme, path: Path, countdown: Countdown) -> None:
     while not _try_lock(fd, path):
         if countdown.over():
             raise LockError(
@@ -55,9 +152,18 @@ def _acquire(fd: int, fme: Fme, path: Path, limit: TimeLimit) -> None:
                 f"its lock file is {path}"
             )
         time.sleep(min(_POLL_SECONDS, countdown.left()))
-    log.info(
-        "got the FME lock", fme=fme.name, waited_ms=round((time.monotonic() - started) * 1000, 1)
-    )
+
+
+def _is_the_file_at(dir_fd: int, path: Path, fd: int) -> bool:
+    """True when the locked file is still the one at *path* (not removed, not replaced)."""
+    try:
+        current = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise LockError(f"cannot look at the lock file {path}: {error.strerror}") from None
+    locked = os.fstat(fd)
+    return (current.st_dev, current.st_ino) == (locked.st_dev, locked.st_ino)
 
 
 def _try_lock(fd: int, path: Path) -> bool:

@@ -5,6 +5,9 @@ import fcntl
 import io
 import json
 import os
+import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -60,16 +63,98 @@ def test_lock_is_exclusive_and_bounded(tmp_path: Path) -> None:
         pass
 
 
-def test_lock_dir_is_created(tmp_path: Path) -> None:
-    with fme_lock(_fme(), tmp_path / "run" / "fpga-crihook", _limit(0)):
-        assert (tmp_path / "run" / "fpga-crihook" / "dfl-fme.3.lock").exists()
+def test_lock_dir_is_created_private(tmp_path: Path) -> None:
+    lock_dir = tmp_path / "run" / "fpga-crihook"
+    with fme_lock(_fme(), lock_dir, _limit(0)):
+        assert (lock_dir / "dfl-fme.3.lock").exists()
+    assert stat.S_IMODE(lock_dir.stat().st_mode) == 0o700
+
+
+def test_a_lock_dir_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "fpga-crihook"
+    link.symlink_to(target)
+    with (
+        pytest.raises(LockError, match=f"the lock directory {link} is a symlink: refusing it"),
+        fme_lock(_fme(), link, _limit(0)),
+    ):
+        pass
+    assert list(target.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "owner", "words"),
+    [
+        (0o777, None, r"\(mode 0777\) is writable by others"),
+        (0o770, None, r"\(mode 0770\) is writable by others"),
+        (0o700, 4242, f"belongs to uid 4242, not to uid {os.geteuid()} that runs the hook"),
+    ],
+)
+def test_a_lock_dir_others_could_change_is_refused(
+    tmp_path: Path, mode: int, owner: int | None, words: str
+) -> None:
+    lock_dir = tmp_path / "fpga-crihook"
+    lock_dir.mkdir()
+    lock_dir.chmod(mode)
+    if owner is not None:
+        if os.geteuid() != 0:
+            pytest.skip("giving a directory away needs root (CI runs as root)")
+        os.chown(lock_dir, owner, owner)
+    with pytest.raises(LockError, match=words), fme_lock(_fme(), lock_dir, _limit(0)):
+        pass
+    assert list(lock_dir.iterdir()) == []
+
+
+def test_a_lock_file_that_is_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    (tmp_path / "dfl-fme.3.lock").symlink_to(target)
+    with (
+        pytest.raises(LockError, match="cannot create the lock file"),
+        fme_lock(_fme(), tmp_path, _limit(0)),
+    ):
+        pass
+    assert not target.exists()
+
+
+def test_a_lock_file_removed_while_a_hook_waits_for_it_is_locked_anew(tmp_path: Path) -> None:
+    """The waiter must lock the file now at the path, not the removed one it opened."""
+    lock_file = tmp_path / "dfl-fme.3.lock"
+    first = os.open(lock_file, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(first, fcntl.LOCK_EX)
+    newcomer: list[int] = []
+
+    def swap_files_after_a_moment() -> None:
+        time.sleep(0.3)
+        lock_file.unlink()  # an operator's cleanup, or a hook that removes its lock file
+        replacement = os.open(lock_file, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(replacement, fcntl.LOCK_EX)  # a hook that came later holds the new file
+        newcomer.append(replacement)
+        os.close(first)  # the first holder finishes
+
+    swapper = threading.Thread(target=swap_files_after_a_moment)
+    swapper.start()
+    try:
+        with (
+            pytest.raises(LockError, match="stayed locked by another hook for 1.5 s"),
+            fme_lock(_fme(), tmp_path, _limit(1.5)),
+        ):
+            pass
+    finally:
+        swapper.join()
+        for fd in newcomer:
+            os.close(fd)
+    with fme_lock(_fme(), tmp_path, _limit(1)) as lock:  # the new file, once it is free
+        assert os.fstat(lock.fd).st_ino == lock_file.stat().st_ino
 
 
 def test_a_lock_dir_that_cannot_be_made_is_named_as_the_directory(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "fpga-crihook"
     not_a_dir.write_text("")
     with (
-        pytest.raises(LockError, match=f"cannot create the lock directory {not_a_dir}: "),
+        pytest.raises(
+            LockError, match=f"cannot use the lock directory {not_a_dir}: Not a directory"
+        ),
         fme_lock(_fme(), not_a_dir, _limit(0)),
     ):
         pass

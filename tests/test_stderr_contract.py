@@ -97,7 +97,7 @@ FAILURES: dict[str, tuple[Callable[[SimNode, Path], tuple[dict[str, str], str]],
     "no FPGA port": (_no_fpga_port, "none of its linux.devices is an FPGA port"),
     "missing bitstream": (_missing_bitstream, "no bitstream for region"),
     "programming fails": (_programming_fails, "ENOTTY"),
-    "lock": (_fme_stays_locked, "cannot create the lock directory"),
+    "lock": (_fme_stays_locked, "cannot use the lock directory"),
 }
 
 
