@@ -2,9 +2,11 @@
 
 An ``.aocx`` file is an ELF whose ``.acl.fpga.bin`` section is itself an ELF
 whose ``.acl.gbs.gz`` section is a gzip-compressed GBS. Both ELF layers are
-read in place through the caller's mapping of the file, and the GBS is
-inflated straight into the one buffer that is later handed to the kernel,
-sized from the gzip trailer: the process holds about one copy of the GBS.
+read with ``pread`` from the caller's descriptor (a mapping of the file would
+show later writes to it, and die with SIGBUS if it were truncated), and the
+GBS is inflated chunk by chunk straight into the one buffer that is later
+handed to the kernel, sized from the gzip trailer: the process holds about
+one copy of the GBS.
 
 This module knows ELF and gzip, not the GBS format: what the GBS image says
 is :mod:`fpga_crihook.gbs`'s business, and opening files is
@@ -12,12 +14,11 @@ is :mod:`fpga_crihook.gbs`'s business, and opening files is
 of pyelftools).
 """
 
-import contextlib
 import dataclasses
 import io
-import mmap
+import os
 import zlib
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, NamedTuple, cast
 
@@ -55,44 +56,57 @@ class EmbeddedGbs(NamedTuple):
     details: Mapping[str, str]
 
 
-def extract(mapping: mmap.mmap, path: Path) -> EmbeddedGbs:
-    """Read both ELF layers of the AOCX file mapped at *mapping* and inflate its GBS.
+class _Extent(NamedTuple):
+    """*size* bytes of the open file *fd*, from *offset* on."""
+
+    fd: int
+    offset: int
+    size: int
+
+    def part(self, start: int, size: int) -> "_Extent":
+        """The *size* bytes from *start* (relative to this extent)."""
+        return _Extent(self.fd, self.offset + start, size)
+
+    def read(self, start: int, size: int) -> bytes:
+        """Up to *size* bytes from *start* (relative), fewer only at the extent's or file's end."""
+        size = max(0, min(size, self.size - start))
+        return os.pread(self.fd, size, self.offset + start) if size else b""
+
+
+def extract(fd: int, size: int, path: Path) -> EmbeddedGbs:
+    """Read both ELF layers of the AOCX file open at *fd* (*size* bytes) and inflate its GBS.
 
     *path* names the file in error messages. The GBS image is not validated
-    here; the caller parses it like any other GBS.
+    here; the caller parses it like any other GBS. A file that is shorter
+    than *size* by the time a part is read is reported like a truncated file.
     """
-    with memoryview(mapping) as file_view:
-        details, compressed_range = _read_layers(file_view, path)
-    return EmbeddedGbs(_gunzip(mapping, compressed_range, path), details)
+    details, compressed = _read_layers(_Extent(fd, 0, size), path)
+    return EmbeddedGbs(_gunzip(compressed, path), details)
 
 
-def _read_layers(file_view: memoryview, path: Path) -> tuple[dict[str, str], slice]:
+def _read_layers(whole: _Extent, path: Path) -> tuple[dict[str, str], _Extent]:
     """The text sections, and where the compressed GBS lies in the file."""
-    outer = _ElfLayer.open(file_view, path, "the AOCX file")
+    outer = _ElfLayer.open(whole, path, "the AOCX file")
     details = {
         key: text for key, name in TEXT_SECTIONS.items() if (text := outer.text(name)) is not None
     }
-    inner_range = outer.section_range(FPGA_BIN_SECTION)
-    with file_view[inner_range] as inner_view:
-        inner = _ElfLayer.open(inner_view, path, f"its {FPGA_BIN_SECTION} section")
-        compressed_range = inner.section_range(GBS_GZ_SECTION)
-    start = inner_range.start + compressed_range.start
-    return details, slice(start, start + compressed_range.stop - compressed_range.start)
+    inner = _ElfLayer.open(outer.section(FPGA_BIN_SECTION), path, f"its {FPGA_BIN_SECTION} section")
+    return details, inner.section(GBS_GZ_SECTION)
 
 
 @dataclasses.dataclass(frozen=True)
 class _ElfLayer:
-    """One of the two ELF files, read in place from *view*."""
+    """One of the two ELF files, read where it lies in the file."""
 
     elf: ELFFile
-    view: memoryview
+    extent: _Extent
     path: Path
     what: str  # "the AOCX file" or "its .acl.fpga.bin section", for messages
 
     @classmethod
-    def open(cls, view: memoryview, path: Path, what: str) -> "_ElfLayer":
+    def open(cls, extent: _Extent, path: Path, what: str) -> "_ElfLayer":
         try:
-            elf = ELFFile(cast("IO[bytes]", _ViewReader(view)))
+            elf = ELFFile(cast("IO[bytes]", _ExtentReader(extent)))
             sections = elf.num_sections()
         except ELFError as error:
             raise BitstreamError(f"{path}: {what} is not a valid ELF file: {error}") from None
@@ -100,10 +114,10 @@ class _ElfLayer:
             raise BitstreamError(
                 f"{path}: {what} claims {sections} sections, more than the {MAX_SECTIONS} accepted"
             )
-        return cls(elf, view, path, what)
+        return cls(elf, extent, path, what)
 
-    def section_range(self, name: str) -> slice:
-        """Where section *name*'s bytes lie in the view; it must exist and hold data."""
+    def section(self, name: str) -> _Extent:
+        """Where section *name*'s bytes lie in the file; it must exist and hold data."""
         try:
             section = self.elf.get_section_by_name(name)
         except ELFError as error:
@@ -116,12 +130,12 @@ class _ElfLayer:
         offset, size = section["sh_offset"], section["sh_size"]
         if section["sh_type"] == "SHT_NOBITS" or section["sh_flags"] & _SHF_COMPRESSED:
             raise BitstreamError(f"{self.path}: the {name} section does not hold plain data")
-        if offset + size > len(self.view):
+        if offset + size > self.extent.size:
             raise BitstreamError(
                 f"{self.path}: the {name} section ({size} bytes at offset {offset}) "
-                f"runs past the end of {self.what} ({len(self.view)} bytes)"
+                f"runs past the end of {self.what} ({self.extent.size} bytes)"
             )
-        return slice(offset, offset + size)
+        return self.extent.part(offset, size)
 
     def text(self, name: str) -> str | None:
         """The text of section *name*, or ``None`` when there is no such section."""
@@ -131,27 +145,30 @@ class _ElfLayer:
             raise self._table_error(error) from None
         if not present:
             return None
-        where = self.section_range(name)
-        if where.stop - where.start > MAX_TEXT_BYTES:
+        where = self.section(name)
+        if where.size > MAX_TEXT_BYTES:
             raise BitstreamError(
                 f"{self.path}: the {name} section is larger than the "
                 f"{MAX_TEXT_BYTES} bytes expected of a text section"
             )
-        with self.view[where] as text:
-            return bytes(text).rstrip(b"\0").decode("utf-8", errors="replace").strip()
+        text = where.read(0, where.size)
+        return text.rstrip(b"\0").decode("utf-8", errors="replace").strip()
 
     def _table_error(self, error: ELFError) -> BitstreamError:
         return BitstreamError(f"{self.path}: cannot read the section table of {self.what}: {error}")
 
 
-def _gunzip(mapping: mmap.mmap, section: slice, path: Path) -> bytearray:
+def _gunzip(section: _Extent, path: Path) -> bytearray:
     """Inflate the gzip member into a buffer sized by its trailer, checking CRC and size."""
     where = f"{path}: the {GBS_GZ_SECTION} section"
-    length = section.stop - section.start
-    if length < _GZIP_MIN_BYTES or mapping[section.start : section.start + 2] != _GZIP_MAGIC:
+    length = section.size
+    if length < _GZIP_MIN_BYTES or section.read(0, 2) != _GZIP_MAGIC:
         raise BitstreamError(f"{where} is not gzip data")
     # ISIZE, the last four bytes: the uncompressed size modulo 2**32.
-    declared = int.from_bytes(mapping[section.stop - 4 : section.stop], "little")
+    trailer = section.read(length - 4, 4)
+    if len(trailer) != 4:
+        raise BitstreamError(f"{where} is truncated: the file ends before its gzip trailer")
+    declared = int.from_bytes(trailer, "little")
     if not MIN_GBS_BYTES <= declared <= MAX_GBS_BYTES:
         raise BitstreamError(
             f"{where} declares an uncompressed size of {declared} bytes, outside "
@@ -165,11 +182,8 @@ def _gunzip(mapping: mmap.mmap, section: slice, path: Path) -> bytearray:
     image = bytearray(declared)
     inflater = zlib.decompressobj(wbits=_GZIP_WINDOW)
     try:
-        with (
-            memoryview(image) as target,
-            contextlib.closing(_mapped_chunks(mapping, section)) as chunks,
-        ):
-            produced, consumed = _inflate(inflater, chunks, target, where)
+        with memoryview(image) as target:
+            produced, consumed = _inflate(inflater, _chunks(section), target, where)
     except zlib.error as error:
         raise BitstreamError(f"{where} holds corrupt gzip data: {error}") from None
     if not inflater.eof:
@@ -183,29 +197,24 @@ def _gunzip(mapping: mmap.mmap, section: slice, path: Path) -> bytearray:
     return image
 
 
-def _mapped_chunks(mapping: mmap.mmap, section: slice) -> Generator[memoryview, None, None]:
-    """The section's bytes in chunks, each dropped from this process once read.
-
-    The pages stay in the page cache; dropping them keeps the compressed copy
-    from adding to the process's memory next to the inflated GBS.
-    """
-    with memoryview(mapping) as view:
-        for start in range(section.start, section.stop, _CHUNK):
-            stop = min(start + _CHUNK, section.stop)
-            with view[start:stop] as chunk:
-                yield chunk
-            page_start = start - start % mmap.PAGESIZE
-            mapping.madvise(mmap.MADV_DONTNEED, page_start, stop - page_start)
+def _chunks(section: _Extent) -> Iterator[bytes]:
+    """The section's bytes, one chunk at a time; a short read ends them (a truncated file)."""
+    for start in range(0, section.size, _CHUNK):
+        chunk = section.read(start, _CHUNK)
+        if chunk:
+            yield chunk
+        if len(chunk) < min(_CHUNK, section.size - start):
+            return
 
 
 def _inflate(
-    inflater: "zlib._Decompress", chunks: Iterable[memoryview], target: memoryview, where: str
+    inflater: "zlib._Decompress", chunks: Iterable[bytes], target: memoryview, where: str
 ) -> tuple[int, int]:
     """Feed the chunks until the stream ends; return (bytes produced, input bytes consumed)."""
     produced = consumed = 0
     for chunk in chunks:
         consumed += len(chunk)
-        pending: bytes | memoryview = chunk
+        pending = chunk
         while not inflater.eof:
             room = len(target) - produced
             # max_length 0 would mean "no limit": ask for one byte to detect overflow.
@@ -225,25 +234,25 @@ def _inflate(
     return produced, consumed
 
 
-class _ViewReader:
-    """A seekable read-only file over a memoryview, so pyelftools reads in place.
+class _ExtentReader:
+    """A seekable read-only file over an extent, so pyelftools reads only what it needs.
 
     Not an ``io`` class on purpose: the buffered ones reject the absurd seek
     offsets a corrupt ELF holds before pyelftools can report them as ELF errors.
     """
 
-    def __init__(self, view: memoryview) -> None:
-        self._view = view
+    def __init__(self, extent: _Extent) -> None:
+        self._extent = extent
         self._position = 0
 
     def read(self, size: int = -1) -> bytes:
-        end = len(self._view) if size < 0 else self._position + size
-        with self._view[self._position : end] as chunk:
-            self._position += len(chunk)
-            return bytes(chunk)
+        wanted = self._extent.size - self._position if size < 0 else size
+        chunk = self._extent.read(self._position, wanted)
+        self._position += len(chunk)
+        return chunk
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._extent.size}
         self._position = max(0, base[whence] + offset)
         return self._position
 

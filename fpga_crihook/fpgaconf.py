@@ -7,8 +7,9 @@ Its options (OPAE ``tools/fpgaconf``): ``--segment``, ``-B`` bus, ``-D``
 device, ``-F`` function, each a number that C's ``strtoul(..., 0)`` reads,
 so hex with ``0x``. (``-S`` is the socket ID in fpgaconf, not the PCI
 segment.) It is never given ``--skip-usrclk``: it sets the user clocks a GBS
-asks for. fpgaconf takes a GBS file: an AOCX's embedded GBS is written to a
-private temporary file for the call.
+asks for. fpgaconf is handed what the hook validated, never the store file:
+the hook's snapshot of the GBS (an AOCX's embedded one included) is written
+to a private temporary file for the call.
 """
 
 import contextlib
@@ -22,11 +23,10 @@ from typing import IO, NamedTuple
 
 import structlog
 
-from fpga_crihook.bitstream import Bitstream
+from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port
 from fpga_crihook.errors import ProgrammingError, SettingsError
-from fpga_crihook.gbs import header_and_metadata
 from fpga_crihook.settings import Settings
 
 OUTPUT_LINES = 5  # of fpgaconf's output, the last lines go into an error
@@ -79,7 +79,7 @@ class FpgaconfProgrammer:
             structlog.get_logger().debug("running fpgaconf", argv=argv)
             self._run(argv, port, bitstream)
 
-    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+    def rehearse(self, port: Port, bitstream: BitstreamFacts) -> None:
         """Check that fpgaconf could be told to program *port*, without running it."""
         self._card_address(port)
 
@@ -153,10 +153,7 @@ def find_executable(name: str) -> str:
 
 @contextlib.contextmanager
 def _gbs_file(bitstream: Bitstream) -> Iterator[Path]:
-    """A GBS file holding *bitstream*: its own file, or a private temporary copy."""
-    if bitstream.gbs_path is not None:
-        yield bitstream.gbs_path
-        return
+    """A private temporary copy of the hook's snapshot of the GBS image."""
     try:
         fd, name = tempfile.mkstemp(prefix="fpga-crihook-", suffix=".gbs")  # mode 0600
     except OSError as error:
@@ -164,8 +161,7 @@ def _gbs_file(bitstream: Bitstream) -> Iterator[Path]:
     try:
         try:
             with os.fdopen(fd, "wb") as gbs:
-                gbs.write(header_and_metadata(bitstream.metadata))
-                gbs.write(bitstream.raw)
+                gbs.write(bitstream.image)
         except OSError as error:  # e.g. ENOSPC: tens of MiB go to the temporary directory
             raise _temporary_gbs_error(bitstream, error) from None
         yield Path(name)
@@ -176,7 +172,7 @@ def _gbs_file(bitstream: Bitstream) -> Iterator[Path]:
 
 def _temporary_gbs_error(bitstream: Bitstream, error: OSError) -> ProgrammingError:
     return ProgrammingError(
-        f"cannot write the GBS embedded in {bitstream.source} to a temporary file for "
+        f"cannot write the GBS of {bitstream.source} to a temporary file for "
         f"fpgaconf in {tempfile.gettempdir()}: {error.strerror} (TMPDIR chooses the directory)"
     )
 

@@ -6,7 +6,6 @@ hands back views into that same buffer, so the raw part is never copied.
 """
 
 import dataclasses
-import json
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -87,12 +86,25 @@ class GbsImage(NamedTuple):
 
 def parse(view: memoryview, source: Path) -> GbsImage:
     """Parse a GBS image held in *view*; the result's ``raw`` is a slice of it."""
-    if len(view) < GBS_HEADER.size:
+    with view[: GBS_HEADER.size] as header:
+        length = metadata_length(header, len(view), source)
+    end = GBS_HEADER.size + length
+    with view[GBS_HEADER.size : end] as metadata_bytes:
+        metadata = parse_metadata(bytes(metadata_bytes), source)
+    return GbsImage(metadata, length, view[end:])
+
+
+def metadata_length(header: bytes | memoryview, image_size: int, source: Path) -> int:
+    """Check the header of a GBS image of *image_size* bytes; return its metadata length.
+
+    *header* holds the image's first bytes (the header's 20, or fewer if the image is shorter).
+    """
+    if image_size < GBS_HEADER.size or len(header) < GBS_HEADER.size:
         raise BitstreamError(
-            f"{source} is truncated: {len(view)} bytes is shorter than the "
+            f"{source} is truncated: {image_size} bytes is shorter than the "
             f"{GBS_HEADER.size}-byte GBS header"
         )
-    magic, length = GBS_HEADER.unpack_from(view)
+    magic, length = GBS_HEADER.unpack_from(header)
     if magic != GBS_MAGIC:
         raise BitstreamError(f"{source} is not a GBS file: wrong magic bytes")
     end = GBS_HEADER.size + length
@@ -103,16 +115,14 @@ def parse(view: memoryview, source: Path) -> GbsImage:
             f"{source}: the GBS metadata length {length} is larger than "
             f"the {MAX_METADATA_BYTES}-byte limit"
         )
-    if end > len(view):
+    if end > image_size:
         raise BitstreamError(
             f"{source}: the GBS metadata length {length} runs past the end "
-            f"of the file ({len(view)} bytes)"
+            f"of the file ({image_size} bytes)"
         )
-    if end == len(view):
+    if end == image_size:
         raise BitstreamError(f"{source}: there is no raw bitstream after the GBS metadata")
-    with view[GBS_HEADER.size : end] as metadata_bytes:
-        metadata = parse_metadata(bytes(metadata_bytes), source)
-    return GbsImage(metadata, length, view[end:])
+    return int(length)
 
 
 def parse_metadata(raw: bytes, source: Path) -> GbsMetadata:
@@ -132,12 +142,6 @@ def parse_metadata(raw: bytes, source: Path) -> GbsMetadata:
         afu_ids=tuple(_metadata_id(c["accelerator-type-uuid"], source) for c in clusters),
         names=tuple(cluster["name"] for cluster in clusters),
     )
-
-
-def header_and_metadata(metadata: GbsMetadata) -> bytes:
-    """A GBS header and metadata block for *metadata*, to put in front of its raw part."""
-    block = json.dumps(metadata.document).encode("utf-8")
-    return GBS_HEADER.pack(GBS_MAGIC, len(block)) + block
 
 
 def _metadata_id(value: str, source: Path) -> str:

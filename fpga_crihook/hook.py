@@ -18,8 +18,10 @@ import structlog
 from fpga_crihook import logs
 from fpga_crihook.bitstream import (
     Bitstream,
+    BitstreamFacts,
     BitstreamKind,
     StoreEntry,
+    inspect_bitstream,
     locate,
     missing_message,
     open_bitstream,
@@ -179,12 +181,10 @@ def _program(
     log: structlog.typing.FilteringBoundLogger,
 ) -> PortResult:
     request, port = assignment
+    if settings.dry_run:
+        return _rehearse(entry, store, assignment, programmer, log)
     with open_bitstream(entry.path, entry.kind, store) as bitstream:
         expected_afu = _check_fits(bitstream, request)
-        if settings.dry_run:
-            programmer.rehearse(port, bitstream)
-            log.info("dry run: would program the port", bitstream=str(entry.path))
-            return PortResult(assignment, Outcome.WOULD_PROGRAM)
         # Nothing bounds a PR once it has begun: never begin one after the deadline.
         settings.deadline.require(f"programming port {port.name}")
         started = time.monotonic()
@@ -200,6 +200,22 @@ def _program(
     return PortResult(assignment, Outcome.PROGRAMMED, seconds)
 
 
+def _rehearse(
+    entry: StoreEntry,
+    store: Path | None,
+    assignment: Assignment,
+    programmer: Programmer,
+    log: structlog.typing.FilteringBoundLogger,
+) -> PortResult:
+    """A dry run: every check, reading no more of the bitstream than its header and metadata."""
+    request, port = assignment
+    bitstream = inspect_bitstream(entry.path, entry.kind, store)
+    _check_fits(bitstream, request)
+    programmer.rehearse(port, bitstream)
+    log.info("dry run: would program the port", bitstream=str(entry.path))
+    return PortResult(assignment, Outcome.WOULD_PROGRAM)
+
+
 def verify(port: Port, bitstream: Bitstream, expected_afu: str, busy: TimeLimit) -> None:
     """Fail unless the port now reports the bitstream's AFU."""
     actual = port.read_afu_id(busy)
@@ -211,7 +227,7 @@ def verify(port: Port, bitstream: Bitstream, expected_afu: str, busy: TimeLimit)
         )
 
 
-def _check_fits(bitstream: Bitstream, request: Request) -> str:
+def _check_fits(bitstream: BitstreamFacts, request: Request) -> str:
     """Check the bitstream against the request; return the AFU ID to verify afterwards."""
     if bitstream.interface_id != request.interface_id:
         raise BitstreamError(

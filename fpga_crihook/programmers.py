@@ -5,9 +5,9 @@ FME and then the port are opened exclusively (the drivers answer EBUSY while
 another process holds either, so a port in use is never reprogrammed), the
 port's errors are read and cleared, and the FME's partial-reconfiguration
 ioctl gets the driver's argument struct, pointing the kernel straight at the
-raw bitstream in the (mapped) file. A failed PR is explained with what the
-driver reports. ``sim`` does every step but the kernel call and writes the
-new AFU ID into the simulated sysfs tree.
+raw bitstream in the hook's private snapshot of the file. A failed PR is
+explained with what the driver reports. ``sim`` does every step but the
+kernel call and writes the new AFU ID into the simulated sysfs tree.
 
 Neither sets a port's user clocks (that takes OPAE's PLL tables), so both
 refuse a bitstream that asks for them; the ``fpgaconf`` programmer sets them.
@@ -25,7 +25,7 @@ from typing import Protocol
 
 import structlog
 
-from fpga_crihook.bitstream import Bitstream
+from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Driver, Fme, Port
 from fpga_crihook.errors import DeviceError, ProgrammingError, SettingsError
@@ -83,7 +83,7 @@ class Programmer(Protocol):
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Program *bitstream* into *port*'s region or raise :class:`ProgrammingError`."""
 
-    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+    def rehearse(self, port: Port, bitstream: BitstreamFacts) -> None:
         """A dry run: every check :meth:`program` makes, without changing the port."""
 
 
@@ -116,7 +116,7 @@ class IoctlProgrammer:
             clear_port_errors(port, self._busy)
             self._call(fme_fd, port, port_id, bitstream)
 
-    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+    def rehearse(self, port: Port, bitstream: BitstreamFacts) -> None:
         """Check the request and open the FME and the port exclusively, as :meth:`program`."""
         _prepare(port, bitstream, ProgrammerKind.IOCTL, self._busy)
         with _exclusive_opens(port, bitstream, self._busy):
@@ -152,7 +152,7 @@ class SimProgrammer:
     def __init__(self, busy: TimeLimit) -> None:
         self._busy = busy
 
-    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+    def rehearse(self, port: Port, bitstream: BitstreamFacts) -> None:
         """Check the request and open the FME and the port exclusively, as :meth:`program`."""
         _prepare(port, bitstream, ProgrammerKind.SIM, self._busy)
         with _exclusive_opens(port, bitstream, self._busy):
@@ -188,7 +188,7 @@ class LazyProgrammer:
         """Build the programmer if needed, then program."""
         self._built().program(port, bitstream)
 
-    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+    def rehearse(self, port: Port, bitstream: BitstreamFacts) -> None:
         """Build the programmer if needed, then rehearse."""
         self._built().rehearse(port, bitstream)
 
@@ -257,7 +257,7 @@ def clear_port_errors(port: Port, busy: TimeLimit) -> None:
     log.info("port errors cleared before programming", errors=f"0x{errors:x}")
 
 
-def _prepare(port: Port, bitstream: Bitstream, kind: ProgrammerKind, busy: TimeLimit) -> int:
+def _prepare(port: Port, bitstream: BitstreamFacts, kind: ProgrammerKind, busy: TimeLimit) -> int:
     """The checks before any device is opened; returns the port's id for the ioctl."""
     if bitstream.metadata.sets_user_clocks:
         high, low = bitstream.metadata.clocks
@@ -268,7 +268,7 @@ def _prepare(port: Port, bitstream: Bitstream, kind: ProgrammerKind, busy: TimeL
             "(FPGA_CRIHOOK_PROGRAMMER=fpgaconf) sets them"
         )
     port_id = port.read_port_id(busy)
-    size = len(bitstream.raw)
+    size = bitstream.raw_size
     if size > MAX_BUFFER_SIZE:
         raise ProgrammingError(
             f"{bitstream.source}: the raw bitstream ({size} bytes) is "
@@ -278,7 +278,7 @@ def _prepare(port: Port, bitstream: Bitstream, kind: ProgrammerKind, busy: TimeL
 
 
 @contextlib.contextmanager
-def _exclusive_opens(port: Port, bitstream: Bitstream, busy: TimeLimit) -> Iterator[int]:
+def _exclusive_opens(port: Port, bitstream: BitstreamFacts, busy: TimeLimit) -> Iterator[int]:
     """The FME's descriptor, with the FME and then the port held open exclusively."""
     with contextlib.ExitStack() as opened:
         fds = []
@@ -288,7 +288,7 @@ def _exclusive_opens(port: Port, bitstream: Bitstream, busy: TimeLimit) -> Itera
         yield fds[0]
 
 
-def _open_exclusive(node: Path, port: Port, bitstream: Bitstream, busy: TimeLimit) -> int:
+def _open_exclusive(node: Path, port: Port, bitstream: BitstreamFacts, busy: TimeLimit) -> int:
     countdown = busy.start()
     try:
         return retry_while_busy(lambda: _open_device(node, EXCLUSIVE), countdown)
@@ -369,7 +369,7 @@ def _dfl_pr_status(fme: Fme, no_wait: TimeLimit) -> str | None:
 
 def _failure(
     port: Port,
-    bitstream: Bitstream,
+    bitstream: BitstreamFacts,
     error: OSError,
     step: str = "the PR ioctl on",
     node: Path | None = None,

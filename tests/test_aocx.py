@@ -49,7 +49,7 @@ def test_aocx_yields_the_embedded_gbs_raw_part_and_ids(tmp_path: Path) -> None:
         assert bitstream.afu_id == BOARD_AFU
         assert bytes(bitstream.raw) == RAW
         assert not bitstream.raw.readonly  # ctypes needs a writable buffer for the ioctl
-        assert bitstream.gbs_path is None
+        assert bytes(bitstream.image) == _embedded_gbs()
 
 
 def test_aocx_text_sections_are_in_details(tmp_path: Path) -> None:

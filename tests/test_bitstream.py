@@ -1,16 +1,24 @@
-"""bitstream: the store's layout and GBS parsing and validation."""
+"""bitstream: the store's layout, GBS parsing and validation, and the private snapshot
+of a file that is what gets programmed."""
 
 import json
 import os
+import subprocess
+import sys
+import time
+import zlib
 from pathlib import Path
 
 import pytest
+from aocxfiles import aocx_bytes
 from conftest import AFU_1, AFU_2, REGION_A
 from simnode import SimNode, gbs_bytes, gbs_metadata, write_gbs
 
+from fpga_crihook import aocx, bitstream
 from fpga_crihook.bitstream import (
     BitstreamKind,
     detect_kind,
+    inspect_bitstream,
     locate,
     missing_message,
     open_bitstream,
@@ -48,7 +56,7 @@ def test_gbs_metadata_ids_and_raw_bitstream(node: SimNode) -> None:
         assert bitstream.metadata.names == ("nlb_0",)
         assert bytes(bitstream.raw) == raw
         assert bitstream.metadata_size == len(json.dumps(gbs_metadata(REGION_A, AFU_1, "nlb_0")))
-        assert bitstream.gbs_path == path
+        assert bytes(bitstream.image) == path.read_bytes()
 
 
 def test_detect_kind(tmp_path: Path) -> None:
@@ -102,6 +110,19 @@ def test_invalid_gbs_files_are_refused(tmp_path: Path, content: bytes, words: st
         open_bitstream(path, BitstreamKind.GBS, None),
     ):
         pass
+    with pytest.raises(BitstreamError, match=words):  # a dry run's look at it, too
+        inspect_bitstream(path, BitstreamKind.GBS, None)
+
+
+def test_a_look_at_a_gbs_reports_what_opening_it_does(node: SimNode) -> None:
+    path = write_gbs(node, REGION_A, AFU_1, raw=os.urandom(5000), name="nlb_7")
+
+    facts = inspect_bitstream(path, BitstreamKind.GBS, node.store)
+
+    with open_bitstream(path, BitstreamKind.GBS, node.store) as opened:
+        assert (facts.interface_id, facts.afu_id) == (opened.interface_id, opened.afu_id)
+        assert (facts.metadata, facts.metadata_size) == (opened.metadata, opened.metadata_size)
+        assert facts.raw_size == len(opened.raw) == 5000
 
 
 def _without_magic_no() -> dict[str, object]:
@@ -167,7 +188,7 @@ def test_huge_metadata_length_is_refused(tmp_path: Path) -> None:
         pass
 
 
-def test_a_gbs_too_large_for_the_pr_ioctl_is_refused_before_it_is_mapped(tmp_path: Path) -> None:
+def test_a_gbs_too_large_for_the_pr_ioctl_is_refused_before_it_is_read(tmp_path: Path) -> None:
     path = tmp_path / "huge.gbs"
     path.write_bytes(gbs_bytes(REGION_A, AFU_1))
     os.truncate(path, 1 << 36)  # sparse: 64 GiB, more than a u32 buffer_size can hand over
@@ -225,5 +246,117 @@ def test_store_entries_that_are_not_regular_files_are_refused(node: SimNode, kin
     with (
         pytest.raises(BitstreamError, match="not a regular file"),
         open_bitstream(path, BitstreamKind.GBS, node.store),
+    ):
+        pass
+
+
+# --- what is programmed is what was validated --------------------------------------------
+
+
+def test_bytes_written_into_the_store_file_after_it_was_opened_do_not_reach_the_kernel(
+    node: SimNode,
+) -> None:
+    raw = os.urandom(1 << 20)
+    path = write_gbs(node, REGION_A, AFU_1, raw=raw)
+
+    with open_bitstream(path, BitstreamKind.GBS, node.store) as opened:
+        with path.open("r+b") as store_file:  # e.g. rsync --inplace over the store
+            store_file.seek(-len(raw), os.SEEK_END)
+            store_file.write(bytes(len(raw)))
+        assert bytes(opened.raw) == raw
+        assert zlib.crc32(opened.image) == zlib.crc32(gbs_bytes(REGION_A, AFU_1, raw=raw))
+
+
+_TRUNCATE_WHILE_OPEN = """
+import sys, zlib
+from pathlib import Path
+from fpga_crihook.bitstream import BitstreamKind, open_bitstream
+path = Path(sys.argv[1])
+with open_bitstream(path, BitstreamKind.GBS, None) as opened:
+    with path.open("r+b") as store_file:
+        store_file.truncate(100)
+    print(zlib.crc32(opened.raw))
+"""
+
+
+def test_a_store_file_truncated_while_it_is_open_kills_nothing(node: SimNode) -> None:
+    raw = os.urandom(1 << 20)
+    path = write_gbs(node, REGION_A, AFU_1, raw=raw)
+
+    result = subprocess.run(
+        [sys.executable, "-c", _TRUNCATE_WHILE_OPEN, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr  # a mapping of the file would die of SIGBUS
+    assert result.stdout.strip() == str(zlib.crc32(raw))
+
+
+def _change_after_the_first_read(monkeypatch: pytest.MonkeyPatch, path: Path, change: str) -> None:
+    """The file changes between two of the reads that take its snapshot."""
+    read = bitstream._read_into
+    changed: list[str] = []
+
+    def read_a_little_then_change(fd: int, target: memoryview, source: Path) -> int:
+        with target[:4096] as part:
+            count = read(fd, part, source)
+        if not changed:
+            changed.append(change)
+            time.sleep(0.05)  # past the file system's timestamp granularity
+            with path.open("r+b") as store_file:
+                if change == "shrink":
+                    store_file.truncate(8192)
+                elif change == "grow":
+                    store_file.seek(0, os.SEEK_END)
+                    store_file.write(b"more")
+                else:
+                    store_file.seek(-10, os.SEEK_END)
+                    store_file.write(b"overwrite!")
+        return count
+
+    monkeypatch.setattr(bitstream, "_read_into", read_a_little_then_change)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ("shrink", "changed size while it was being read"),
+        ("grow", "changed size while it was being read"),
+        ("overwrite", "was written to while it was being read"),
+    ],
+)
+def test_a_gbs_file_that_changes_while_it_is_read_is_refused(
+    node: SimNode, monkeypatch: pytest.MonkeyPatch, change: str, words: str
+) -> None:
+    path = write_gbs(node, REGION_A, AFU_1, raw=os.urandom(1 << 16))
+    _change_after_the_first_read(monkeypatch, path, change)
+
+    with (
+        pytest.raises(BitstreamError, match=f"{path} {words}: refusing a bitstream"),
+        open_bitstream(path, BitstreamKind.GBS, node.store),
+    ):
+        pass
+
+
+def test_an_aocx_file_truncated_while_it_is_read_is_refused(
+    node: SimNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = node.store / "kernel.aocx"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(aocx_bytes(gbs_bytes(REGION_A, AFU_1, raw=os.urandom(1 << 16))))
+    read = aocx._Extent.read
+
+    def truncate_then_read(extent: aocx._Extent, start: int, size: int) -> bytes:
+        os.truncate(path, 64)
+        return read(extent, start, size)
+
+    monkeypatch.setattr(aocx._Extent, "read", truncate_then_read)
+
+    with (
+        pytest.raises(BitstreamError, match="changed size while it was being read"),
+        open_bitstream(path, BitstreamKind.AOCX, node.store),
     ):
         pass

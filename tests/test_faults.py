@@ -21,7 +21,7 @@ from conftest import AFU_1, AFU_2, AFU_3, REGION_A, RunHook, busy_limit, run_cli
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook import programmers, sysfs
-from fpga_crihook.bitstream import Bitstream
+from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 from fpga_crihook.devices import Port, port_from_sysfs_dir
 from fpga_crihook.errors import DeviceError, ProgrammingError, SettingsError
 from fpga_crihook.hook import Outcome, ensure_port, run_prestart
@@ -76,7 +76,7 @@ class DoesNothing:
     def program(self, port: Port, bitstream: Bitstream) -> None:
         """Nothing at all."""
 
-    def rehearse(self, port: Port, bitstream: Bitstream) -> None:
+    def rehearse(self, port: Port, bitstream: BitstreamFacts) -> None:
         """Nothing either."""
 
 

@@ -6,6 +6,7 @@ the simulated port's ``afu_id``.
 """
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +37,9 @@ from fpga_crihook.settings import ProgrammerKind, Settings
 class StandIn:
     """A fake fpgaconf in *directory* and the files it leaves behind."""
 
-    def __init__(self, directory: Path, afu_file: Path | None, exit_status: int = 0) -> None:
+    def __init__(
+        self, directory: Path, afu_file: Path | None, exit_status: int = 0, before: str = ""
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "fpgaconf"
         self.args_file = directory / "args"
@@ -46,8 +49,7 @@ class StandIn:
         self.path.write_text(
             "#!/bin/sh\n"
             f"printf '%s\\n' \"$@\" > {self.args_file}\n"
-            'for last in "$@"; do :; done\n'
-            f'cp "$last" {self.copy}\n'
+            'for last in "$@"; do :; done\n' + before + f'cp "$last" {self.copy}\n'
             f'stat -c %a "$last" > {self.mode_file}\n'
             'echo "Reading bitstream"\n'
             + (f"echo {AFU_2} > {afu_file}\n" if program else "")
@@ -81,7 +83,7 @@ def _settings(node: SimNode, stand_in: StandIn, timeout: float = 30.0) -> Settin
     )
 
 
-def test_fpgaconf_gets_the_pci_address_in_hex_and_the_store_file(
+def test_fpgaconf_gets_the_pci_address_in_hex_and_a_copy_of_the_validated_gbs(
     node: SimNode, tmp_path: Path
 ) -> None:
     port, sim_port = _port(node, pci_address="0001:af:1f.3")
@@ -91,7 +93,7 @@ def test_fpgaconf_gets_the_pci_address_in_hex_and_the_store_file(
     with open_bitstream(gbs, BitstreamKind.GBS, node.store) as bitstream:
         FpgaconfProgrammer(_settings(node, stand_in)).program(port, bitstream)
 
-    assert stand_in.argv() == [
+    assert stand_in.argv()[:-1] == [
         "--segment",
         "0x0001",
         "-B",
@@ -100,8 +102,9 @@ def test_fpgaconf_gets_the_pci_address_in_hex_and_the_store_file(
         "0x1f",
         "-F",
         "0x3",
-        str(gbs),
     ]
+    assert stand_in.argv()[-1] != str(gbs)
+    assert stand_in.copy.read_bytes() == gbs.read_bytes()
     assert sim_port.afu_id() == AFU_2
 
 
@@ -207,7 +210,7 @@ def test_fpgaconf_is_found_on_path(
     with open_bitstream(gbs, BitstreamKind.GBS, node.store) as bitstream:
         FpgaconfProgrammer(Settings(sysfs=node.sysfs)).program(port, bitstream)
 
-    assert stand_in.argv()[-1] == str(gbs)
+    assert len(stand_in.argv()) == 9
 
 
 def _hook_world(node: SimNode, tmp_path: Path, request_afu: str) -> tuple[str, SimPort]:
@@ -239,8 +242,27 @@ def test_hook_programs_through_fpgaconf_and_verifies(
 
     assert result.returncode == 0, result.stderr
     assert sim_port.afu_id() == AFU_2
-    assert stand_in.argv()[-1] == str(gbs)
+    assert Path(stand_in.argv()[-1]).parent == tmp_path
     assert stand_in.copy.read_bytes() == gbs.read_bytes()
+    assert list(tmp_path.glob("fpga-crihook-*")) == []
+
+
+def test_fpgaconf_programs_what_was_validated_even_if_the_store_file_is_overwritten(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    state, sim_port = _hook_world(node, tmp_path, AFU_2)
+    gbs = write_gbs(node, REGION_A, AFU_2)
+    validated = gbs.read_bytes()
+    other = tmp_path / "other.gbs"
+    other.write_bytes(gbs_bytes(REGION_A, AFU_3, raw=os.urandom(len(validated))))
+    # An operator's `cp` over the store file while fpgaconf is starting up.
+    stand_in = StandIn(tmp_path / "bin", sim_port.afu_file, before=f"cp {other} {gbs}\n")
+
+    result = run_hook(node, state, **_hook_env(stand_in, tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    assert gbs.read_bytes() == other.read_bytes()  # the overwrite did happen
+    assert stand_in.copy.read_bytes() == validated
 
 
 def test_fpgaconf_that_exits_0_without_programming_is_caught_by_verification(
@@ -323,7 +345,7 @@ def test_temporary_gbs_that_cannot_be_written_is_a_programming_error(
         FpgaconfProgrammer(_settings(node, stand_in)).program(port, bitstream)
 
     assert str(caught.value).startswith(
-        f"cannot write the GBS embedded in {aocx} to a temporary file for fpgaconf"
+        f"cannot write the GBS of {aocx} to a temporary file for fpgaconf"
     )
     assert "No such file or directory" in str(caught.value)
     assert not stand_in.args_file.exists()
@@ -398,7 +420,7 @@ def test_fpgaconf_is_not_told_to_skip_the_user_clocks(node: SimNode, tmp_path: P
         FpgaconfProgrammer(_settings(node, stand_in)).program(port, bitstream)
 
     assert "--skip-usrclk" not in stand_in.argv()
-    assert stand_in.argv()[-1] == str(gbs)
+    assert stand_in.copy.read_bytes() == gbs.read_bytes()
     assert sim_port.afu_id() == AFU_2
 
 

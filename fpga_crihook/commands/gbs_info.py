@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fpga_crihook.bitstream import BitstreamKind, detect_kind, open_bitstream
+from fpga_crihook.bitstream import BitstreamKind, detect_kind, inspect_bitstream
 from fpga_crihook.commands import tables
 from fpga_crihook.gbs import GBS_HEADER, ClockRequest
 
@@ -36,22 +36,22 @@ class BitstreamInfo:
 def describe(path: Path) -> BitstreamInfo:
     """Open and validate *path*; raise :class:`BitstreamError` when it is not usable."""
     kind = detect_kind(path)
-    with open_bitstream(path, kind, None) as bitstream:
-        metadata = bitstream.metadata
-        return BitstreamInfo(
-            path=path,
-            kind=kind,
-            interface_id=metadata.interface_id,
-            afu_ids=metadata.afu_ids,
-            names=metadata.names,
-            platform_name=metadata.platform_name,
-            file_bytes=os.stat(path).st_size,
-            gbs_bytes=GBS_HEADER.size + bitstream.metadata_size + len(bitstream.raw),
-            metadata_bytes=bitstream.metadata_size,
-            raw_bytes=len(bitstream.raw),
-            details=dict(bitstream.details),
-            clocks=metadata.clocks,
-        )
+    bitstream = inspect_bitstream(path, kind, None)
+    metadata = bitstream.metadata
+    return BitstreamInfo(
+        path=path,
+        kind=kind,
+        interface_id=metadata.interface_id,
+        afu_ids=metadata.afu_ids,
+        names=metadata.names,
+        platform_name=metadata.platform_name,
+        file_bytes=os.stat(path).st_size,
+        gbs_bytes=GBS_HEADER.size + bitstream.metadata_size + bitstream.raw_size,
+        metadata_bytes=bitstream.metadata_size,
+        raw_bytes=bitstream.raw_size,
+        details=dict(bitstream.details),
+        clocks=metadata.clocks,
+    )
 
 
 def as_json(info: BitstreamInfo) -> dict[str, Any]:

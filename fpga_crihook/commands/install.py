@@ -20,7 +20,7 @@ from typing import NamedTuple
 from fpga_crihook.bitstream import (
     BitstreamKind,
     detect_kind,
-    open_bitstream,
+    inspect_bitstream,
     open_regular_file,
 )
 from fpga_crihook.errors import BitstreamError, InputError
@@ -105,9 +105,8 @@ def _identify(source: Path, kind: BitstreamKind, afu_id: str | None) -> tuple[st
             f"{source} is an AOCX: give the AFU ID that pods request it by "
             "with --afu-id (the embedded ID is the board's, shared by all its kernels)"
         )
-    with open_bitstream(source, kind, None) as bitstream:
-        interface_id = bitstream.interface_id
-        embedded_afu = bitstream.afu_id
+    bitstream = inspect_bitstream(source, kind, None)
+    interface_id, embedded_afu = bitstream.interface_id, bitstream.afu_id
     return interface_id, embedded_afu if afu_id is None else _requested_id(afu_id)
 
 

@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 from typing import NamedTuple
 
-from fpga_crihook.bitstream import StoreEntry, detect_kind, open_bitstream
+from fpga_crihook.bitstream import StoreEntry, detect_kind, inspect_bitstream
 from fpga_crihook.devices import Port, find_port_by_name, port_from_sysfs_dir, resolve_ports
 from fpga_crihook.errors import BitstreamError, DeviceError
 from fpga_crihook.hook import Outcome, ensure_port
@@ -40,8 +40,8 @@ def program_file(device: str, path: Path, settings: Settings, force: bool) -> Ma
     """
     port = find_port(device, settings)
     kind = detect_kind(path)
-    with open_bitstream(path, kind, None) as bitstream:
-        interface_id, afu_id = bitstream.interface_id, bitstream.afu_id
+    bitstream = inspect_bitstream(path, kind, None)
+    interface_id, afu_id = bitstream.interface_id, bitstream.afu_id
     [view] = survey([port], settings.busy_limit)
     if view.interface_id != interface_id:
         raise BitstreamError(
