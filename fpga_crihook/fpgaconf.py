@@ -7,17 +7,31 @@ Its options (OPAE ``tools/fpgaconf``): ``--segment``, ``-B`` bus, ``-D``
 device, ``-F`` function, each a number that C's ``strtoul(..., 0)`` reads,
 so hex with ``0x``. (``-S`` is the socket ID in fpgaconf, not the PCI
 segment.) It is never given ``--skip-usrclk``: it sets the user clocks a GBS
-asks for. fpgaconf is handed what the hook validated, never the store file:
-the hook's snapshot of the GBS (an AOCX's embedded one included) is written
-to a private temporary file for the call.
+asks for.
+
+fpgaconf is handed what the hook validated, never the store file: the
+hook's snapshot of the GBS (an AOCX's embedded one included) is written to
+``<lock dir>/<fme>.gbs`` while the FME is locked, and removed afterwards.
+It must be a real file: fpgaconf canonicalizes the path and refuses symlinks
+and anything but a regular file, so neither ``/dev/fd/N`` nor ``/proc``
+paths of a memfd would do. One name per FME keeps what a killed hook leaves
+there to one file, which the next programming of that FME replaces.
+
+The child must never program unlocked: it runs in its own process group,
+gets SIGKILL from the kernel when the hook dies (``PR_SET_PDEATHSIG``), is
+killed with its whole group on every way out of
+:meth:`FpgaconfProgrammer.program`, and inherits the FME lock's descriptor,
+so the lock stays held while it (or anything it started) lives.
 """
 
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -27,7 +41,11 @@ from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port
 from fpga_crihook.errors import ProgrammingError, SettingsError
+from fpga_crihook.locking import FmeLock
 from fpga_crihook.settings import Settings
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_POLL_SECONDS = 0.01
 
 OUTPUT_LINES = 5  # of fpgaconf's output, the last lines go into an error
 OUTPUT_LINE_CHARS = 200
@@ -71,13 +89,13 @@ class FpgaconfProgrammer:
         self._limit: TimeLimit = settings.fpgaconf_limit
         self._busy: TimeLimit = settings.busy_limit
 
-    def program(self, port: Port, bitstream: Bitstream) -> None:
+    def program(self, port: Port, bitstream: Bitstream, lock: FmeLock) -> None:
         """Run fpgaconf for *port*'s card; raise :class:`ProgrammingError` when it fails."""
         address = self._card_address(port)
-        with _gbs_file(bitstream) as gbs_path:
+        with _gbs_file(bitstream, lock) as gbs_path:
             argv = [self._executable, *address.fpgaconf_options(), str(gbs_path)]
             structlog.get_logger().debug("running fpgaconf", argv=argv)
-            self._run(argv, port, bitstream)
+            self._run(argv, f"fpgaconf programming port {port.name} with {bitstream.source}", lock)
 
     def rehearse(self, port: Port, bitstream: BitstreamFacts) -> None:
         """Check that fpgaconf could be told to program *port*, without running it."""
@@ -94,29 +112,35 @@ class FpgaconfProgrammer:
             )
         return PciAddress.parse(address)
 
-    def _run(self, argv: list[str], port: Port, bitstream: Bitstream) -> None:
-        what = f"fpgaconf programming port {port.name} with {bitstream.source}"
+    def _run(self, argv: list[str], what: str, lock: FmeLock) -> None:
         with tempfile.TemporaryFile() as output:
-            countdown = self._limit.start()
             try:
-                finished = subprocess.run(
+                child = subprocess.Popen(
                     argv,
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
-                    timeout=countdown.left(),
-                    check=False,
+                    process_group=0,
+                    pass_fds=(lock.fd,),
+                    preexec_fn=_dies_with(os.getpid()),  # noqa: PLW1509 (the hook has no threads)
                 )
-            except subprocess.TimeoutExpired:
+            except OSError as error:
+                raise ProgrammingError(f"{what}: cannot run {argv[0]}: {error.strerror}") from None
+            except subprocess.SubprocessError as error:
+                raise ProgrammingError(f"{what}: cannot start {argv[0]}: {error}") from None
+            countdown = self._limit.start()
+            try:
+                finished = _exits_within(child, countdown.left())
+            finally:
+                _kill_group(child)
+            if not finished:
                 raise ProgrammingError(
                     f"{what} did not finish within {countdown.span()}, so it was killed"
                     f"{_output_tail(output)}"
-                ) from None
-            except OSError as error:
-                raise ProgrammingError(f"{what}: cannot run {argv[0]}: {error.strerror}") from None
-            if finished.returncode != 0:
+                )
+            if child.returncode != 0:
                 raise ProgrammingError(
-                    f"{what} failed with {_exit_status(finished.returncode)}{_output_tail(output)}"
+                    f"{what} failed with {_exit_status(child.returncode)}{_output_tail(output)}"
                 )
 
 
@@ -152,29 +176,73 @@ def find_executable(name: str) -> str:
 
 
 @contextlib.contextmanager
-def _gbs_file(bitstream: Bitstream) -> Iterator[Path]:
-    """A private temporary copy of the hook's snapshot of the GBS image."""
+def _gbs_file(bitstream: Bitstream, lock: FmeLock) -> Iterator[Path]:
+    """The hook's snapshot of the GBS image as a file fpgaconf can open, beside the lock file."""
+    path = lock.path.with_name(f"{lock.fme.name}.gbs")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd, name = tempfile.mkstemp(prefix="fpga-crihook-", suffix=".gbs")  # mode 0600
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left by a hook that was killed: this FME's lock is ours now
+        fd = os.open(path, flags, 0o600)
     except OSError as error:
-        raise _temporary_gbs_error(bitstream, error) from None
+        raise _gbs_file_error(bitstream, path, error) from None
     try:
         try:
-            with os.fdopen(fd, "wb") as gbs:
+            with open(fd, "wb") as gbs:
                 gbs.write(bitstream.image)
-        except OSError as error:  # e.g. ENOSPC: tens of MiB go to the temporary directory
-            raise _temporary_gbs_error(bitstream, error) from None
-        yield Path(name)
+        except OSError as error:  # e.g. ENOSPC: tens of MiB go to the lock directory
+            raise _gbs_file_error(bitstream, path, error) from None
+        yield path
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
+            os.unlink(path)
 
 
-def _temporary_gbs_error(bitstream: Bitstream, error: OSError) -> ProgrammingError:
+def _gbs_file_error(bitstream: Bitstream, path: Path, error: OSError) -> ProgrammingError:
     return ProgrammingError(
-        f"cannot write the GBS of {bitstream.source} to a temporary file for "
-        f"fpgaconf in {tempfile.gettempdir()}: {error.strerror} (TMPDIR chooses the directory)"
+        f"cannot write the GBS of {bitstream.source} to {path} for fpgaconf: "
+        f"{error.strerror} (the lock directory holds it while fpgaconf runs)"
     )
+
+
+def _dies_with(parent: int) -> Callable[[], None]:
+    """What the child runs before exec: ask the kernel for SIGKILL when *parent* dies."""
+    import ctypes  # noqa: PLC0415 (only this path needs it)
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded before fork, called after it
+    arguments = [ctypes.c_ulong(value) for value in (signal.SIGKILL, 0, 0, 0)]  # unsigned longs
+
+    def arm() -> None:
+        if prctl(PR_SET_PDEATHSIG, *arguments) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the hook died before the signal was armed
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
+
+
+def _exits_within(child: "subprocess.Popen[bytes]", seconds: float) -> bool:
+    """Wait up to *seconds* for *child* to exit, without reaping it.
+
+    Unreaped (``WNOWAIT``), the child's PID, and so its process group's ID,
+    cannot be taken by another process before :func:`_kill_group` has killed
+    the group.
+    """
+    ends_at = time.monotonic() + seconds
+    flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+    while os.waitid(os.P_PID, child.pid, flags) is None:
+        left = ends_at - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(_POLL_SECONDS, left))
+    return True
+
+
+def _kill_group(child: "subprocess.Popen[bytes]") -> None:
+    """Kill the child's whole process group (the child too, if it still runs), then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
 
 
 def _exit_status(returncode: int) -> str:

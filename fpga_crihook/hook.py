@@ -29,7 +29,7 @@ from fpga_crihook.bitstream import (
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port, resolve_ports
 from fpga_crihook.errors import BitstreamError, DeviceError, HookError, InputError, ProgrammingError
-from fpga_crihook.locking import fme_lock
+from fpga_crihook.locking import FmeLock, fme_lock
 from fpga_crihook.oci import (
     POD_NAME_ANNOTATION,
     POD_NAMESPACE_ANNOTATION,
@@ -151,7 +151,7 @@ def ensure_port(
     log = structlog.get_logger().bind(
         port=port.name, interface_id=request.interface_id, afu_id=request.afu_id
     )
-    with fme_lock(port.fme, settings.lock_dir, settings.lock_limit):
+    with fme_lock(port.fme, settings.lock_dir, settings.lock_limit) as lock:
         current = port.read_afu_id(settings.busy_limit)
         require_healthy_afu(port, current)
         entry = bitstream_file or locate(settings.bitstreams, request.interface_id, request.afu_id)
@@ -168,7 +168,7 @@ def ensure_port(
             )
         store = settings.bitstreams if bitstream_file is None else None
         return _program(
-            entry, store, assignment, programmer, settings, log.bind(previous_afu_id=current)
+            entry, store, assignment, programmer, lock, settings, log.bind(previous_afu_id=current)
         )
 
 
@@ -177,6 +177,7 @@ def _program(
     store: Path | None,
     assignment: Assignment,
     programmer: Programmer,
+    lock: FmeLock,
     settings: Settings,
     log: structlog.typing.FilteringBoundLogger,
 ) -> PortResult:
@@ -188,7 +189,7 @@ def _program(
         # Nothing bounds a PR once it has begun: never begin one after the deadline.
         settings.deadline.require(f"programming port {port.name}")
         started = time.monotonic()
-        programmer.program(port, bitstream)
+        programmer.program(port, bitstream, lock)
         verify(port, bitstream, expected_afu, settings.busy_limit)
         seconds = time.monotonic() - started
         log.info(

@@ -11,6 +11,8 @@ kernel call and writes the new AFU ID into the simulated sysfs tree.
 
 Neither sets a port's user clocks (that takes OPAE's PLL tables), so both
 refuse a bitstream that asks for them; the ``fpgaconf`` programmer sets them.
+Every programmer runs while the hook holds the FME's lock, and is handed that
+lock for any child process it starts.
 """
 
 import contextlib
@@ -29,6 +31,7 @@ from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Driver, Fme, Port
 from fpga_crihook.errors import DeviceError, ProgrammingError, SettingsError
+from fpga_crihook.locking import FmeLock
 from fpga_crihook.settings import ProgrammerKind, Settings
 from fpga_crihook.sysfs import read_attribute, retry_while_busy
 
@@ -80,8 +83,12 @@ _ERRNO_HINTS = {
 class Programmer(Protocol):
     """Something that programs one port with one bitstream."""
 
-    def program(self, port: Port, bitstream: Bitstream) -> None:
-        """Program *bitstream* into *port*'s region or raise :class:`ProgrammingError`."""
+    def program(self, port: Port, bitstream: Bitstream, lock: FmeLock) -> None:
+        """Program *bitstream* into *port*'s region or raise :class:`ProgrammingError`.
+
+        The caller holds *lock* (the port's FME); a child process that does the
+        programming must be given ``lock.fd``, so that it holds the lock too.
+        """
 
     def rehearse(self, port: Port, bitstream: BitstreamFacts) -> None:
         """A dry run: every check :meth:`program` makes, without changing the port."""
@@ -109,8 +116,8 @@ class IoctlProgrammer:
         self._busy = busy
         self._ioctl = ioctl or _kernel_ioctl
 
-    def program(self, port: Port, bitstream: Bitstream) -> None:
-        """Issue the PR ioctl on the port's FME with the raw bitstream."""
+    def program(self, port: Port, bitstream: Bitstream, lock: FmeLock) -> None:
+        """Issue the PR ioctl on the port's FME with the raw bitstream (we hold *lock*)."""
         port_id = _prepare(port, bitstream, ProgrammerKind.IOCTL, self._busy)
         with _exclusive_opens(port, bitstream, self._busy) as fme_fd:
             clear_port_errors(port, self._busy)
@@ -158,7 +165,7 @@ class SimProgrammer:
         with _exclusive_opens(port, bitstream, self._busy):
             pass
 
-    def program(self, port: Port, bitstream: Bitstream) -> None:
+    def program(self, port: Port, bitstream: Bitstream, lock: FmeLock) -> None:
         """Do what the ioctl path does in user space, then fake the kernel's part."""
         _prepare(port, bitstream, ProgrammerKind.SIM, self._busy)
         with _exclusive_opens(port, bitstream, self._busy):
@@ -184,9 +191,9 @@ class LazyProgrammer:
         self._settings = settings
         self._programmer: Programmer | None = None
 
-    def program(self, port: Port, bitstream: Bitstream) -> None:
+    def program(self, port: Port, bitstream: Bitstream, lock: FmeLock) -> None:
         """Build the programmer if needed, then program."""
-        self._built().program(port, bitstream)
+        self._built().program(port, bitstream, lock)
 
     def rehearse(self, port: Port, bitstream: BitstreamFacts) -> None:
         """Build the programmer if needed, then rehearse."""

@@ -1,10 +1,11 @@
 """Shared fixtures: a simulated node per test, and a runner for the installed CLI."""
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -12,6 +13,8 @@ import pytest
 from simnode import SimNode
 
 from fpga_crihook.deadline import TimeLimit
+from fpga_crihook.devices import Port
+from fpga_crihook.locking import FmeLock, fme_lock
 from fpga_crihook.settings import Settings
 
 HOOK = Path(sys.executable).parent / "fpga-crihook"
@@ -34,6 +37,7 @@ class Completed(NamedTuple):
 
 
 RunHook = Callable[..., Completed]
+LockOf = Callable[[Port], FmeLock]
 
 
 @pytest.fixture
@@ -84,6 +88,21 @@ def run_hook() -> RunHook:
         return run_cli(["prestart"], node.env(**extra), state)
 
     return run
+
+
+@pytest.fixture
+def lock_of(tmp_path: Path) -> Iterator[LockOf]:
+    """``lock_of(port)``: its FME's lock, taken once and held, as by the hook, to the test's end."""
+    held: dict[str, FmeLock] = {}
+    with contextlib.ExitStack() as stack:
+
+        def hold(port: Port) -> FmeLock:
+            if port.fme.name not in held:
+                lock = fme_lock(port.fme, tmp_path / "locks", Settings().lock_limit)
+                held[port.fme.name] = stack.enter_context(lock)
+            return held[port.fme.name]
+
+        yield hold
 
 
 def busy_limit(seconds: float = 0.0) -> TimeLimit:

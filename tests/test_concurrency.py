@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, RunHook, busy_limit
+from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, LockOf, RunHook, busy_limit
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook.bitstream import BitstreamKind, open_bitstream
@@ -172,7 +172,7 @@ def test_a_lock_held_past_the_lock_timeout_fails_the_hook_and_programs_nothing(
 
 
 def test_a_port_read_while_the_sim_programmer_rewrites_it_shows_the_old_or_the_new_afu(
-    node: SimNode,
+    node: SimNode, lock_of: LockOf
 ) -> None:
     """Hooks survey ports without the FME lock: a half-written afu_id would fail them."""
     card = _four_port_card(node)
@@ -195,7 +195,7 @@ def test_a_port_read_while_the_sim_programmer_rewrites_it_shows_the_old_or_the_n
         for afu in (AFU_2, AFU_3) * 100:
             entry = node.store / REGION_A / f"{afu}.gbs"
             with open_bitstream(entry, BitstreamKind.GBS, node.store) as bitstream:
-                SimProgrammer(busy_limit()).program(port, bitstream)
+                SimProgrammer(busy_limit()).program(port, bitstream, lock_of(port))
     finally:
         done.set()
         reader.join()

@@ -25,6 +25,7 @@ from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 from fpga_crihook.devices import Port, port_from_sysfs_dir
 from fpga_crihook.errors import DeviceError, ProgrammingError, SettingsError
 from fpga_crihook.hook import Outcome, ensure_port, run_prestart
+from fpga_crihook.locking import FmeLock
 from fpga_crihook.oci import parse_state
 from fpga_crihook.plan import Assignment, survey
 from fpga_crihook.programmers import (
@@ -73,7 +74,7 @@ class FakeKernel:
 class DoesNothing:
     """A programmer that returns without programming: only verification can notice."""
 
-    def program(self, port: Port, bitstream: Bitstream) -> None:
+    def program(self, port: Port, bitstream: Bitstream, lock: FmeLock) -> None:
         """Nothing at all."""
 
     def rehearse(self, port: Port, bitstream: BitstreamFacts) -> None:

@@ -8,7 +8,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, REGION_A, busy_limit
+from conftest import AFU_1, AFU_2, REGION_A, LockOf, busy_limit
 from simnode import SimNode, add_card, write_gbs
 
 from fpga_crihook.bitstream import BitstreamKind, open_bitstream
@@ -64,13 +64,15 @@ RAW = bytes(range(251)) * 1000 + b"tail"
 
 
 @pytest.mark.parametrize("port_index", [0, 1])
-def test_dfl_ioctl_gets_the_exact_request_and_struct(node: SimNode, port_index: int) -> None:
+def test_dfl_ioctl_gets_the_exact_request_and_struct(
+    node: SimNode, lock_of: LockOf, port_index: int
+) -> None:
     port = _port(node, "dfl", port_index)
     kernel = KernelCall()
     path = write_gbs(node, REGION_A, AFU_2, raw=RAW)
 
     with open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream:
-        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream, lock_of(port))
 
     assert kernel.fd_target == "dfl-fme.0"
     assert kernel.request == 0xB680
@@ -81,13 +83,13 @@ def test_dfl_ioctl_gets_the_exact_request_and_struct(node: SimNode, port_index: 
     assert kernel.buffer == RAW
 
 
-def test_opae_ioctl_gets_the_exact_request_and_struct(node: SimNode) -> None:
+def test_opae_ioctl_gets_the_exact_request_and_struct(node: SimNode, lock_of: LockOf) -> None:
     port = _port(node, "opae", 1)
     kernel = KernelCall()
     path = write_gbs(node, REGION_A, AFU_2, raw=RAW)
 
     with open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream:
-        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream, lock_of(port))
 
     assert kernel.fd_target == "intel-fpga-fme.0"
     assert kernel.request == 0xB580
@@ -97,13 +99,13 @@ def test_opae_ioctl_gets_the_exact_request_and_struct(node: SimNode) -> None:
     assert kernel.buffer == RAW
 
 
-def test_buffer_points_into_the_mapped_file_without_a_copy(node: SimNode) -> None:
+def test_buffer_points_into_the_snapshot_without_a_copy(node: SimNode, lock_of: LockOf) -> None:
     port = _port(node, "dfl")
     kernel = KernelCall()
     path = write_gbs(node, REGION_A, AFU_2, raw=RAW)
     with open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream:
         view_address = ctypes.addressof((ctypes.c_char * 1).from_buffer(bitstream.raw))
-        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream, lock_of(port))
     assert _address_and_size(kernel.request, kernel.argument)[0] == view_address
 
 
@@ -116,7 +118,7 @@ def test_buffer_points_into_the_mapped_file_without_a_copy(node: SimNode) -> Non
     ],
 )
 def test_kernel_errors_name_port_fme_bitstream_and_cause(
-    node: SimNode, error: int, words: str
+    node: SimNode, lock_of: LockOf, error: int, words: str
 ) -> None:
     port = _port(node, "dfl")
     path = write_gbs(node, REGION_A, AFU_2)
@@ -124,7 +126,9 @@ def test_kernel_errors_name_port_fme_bitstream_and_cause(
         open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream,
         pytest.raises(ProgrammingError) as caught,
     ):
-        IoctlProgrammer(busy_limit(), ioctl=KernelCall(error)).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=KernelCall(error)).program(
+            port, bitstream, lock_of(port)
+        )
     message = str(caught.value)
     assert words in message
     assert "dfl-port.0" in message
@@ -132,18 +136,18 @@ def test_kernel_errors_name_port_fme_bitstream_and_cause(
     assert str(path) in message
 
 
-def test_real_ioctl_on_a_regular_file_fails_cleanly(node: SimNode) -> None:
+def test_real_ioctl_on_a_regular_file_fails_cleanly(node: SimNode, lock_of: LockOf) -> None:
     port = _port(node, "dfl")  # the simulated /dev/dfl-fme.0 is a regular file
     path = write_gbs(node, REGION_A, AFU_2)
     with (
         open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream,
         pytest.raises(ProgrammingError, match="ENOTTY"),
     ):
-        IoctlProgrammer(busy_limit()).program(port, bitstream)
+        IoctlProgrammer(busy_limit()).program(port, bitstream, lock_of(port))
     assert (port.sysfs_dir / "afu_id").read_text().strip() == AFU_1
 
 
-def test_missing_fme_node_is_a_programming_error(node: SimNode) -> None:
+def test_missing_fme_node_is_a_programming_error(node: SimNode, lock_of: LockOf) -> None:
     port = _port(node, "dfl")
     port.fme.device_node.unlink()
     path = write_gbs(node, REGION_A, AFU_2)
@@ -151,10 +155,10 @@ def test_missing_fme_node_is_a_programming_error(node: SimNode) -> None:
         open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream,
         pytest.raises(ProgrammingError, match="opening .*dfl-fme.0: ENOENT"),
     ):
-        IoctlProgrammer(busy_limit(), ioctl=KernelCall()).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=KernelCall()).program(port, bitstream, lock_of(port))
 
 
-def test_opae_nonzero_status_is_a_failure(node: SimNode) -> None:
+def test_opae_nonzero_status_is_a_failure(node: SimNode, lock_of: LockOf) -> None:
     port = _port(node, "opae")
 
     def kernel(_fd: int, _request: int, argument: bytearray) -> object:
@@ -166,15 +170,15 @@ def test_opae_nonzero_status_is_a_failure(node: SimNode) -> None:
         open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream,
         pytest.raises(ProgrammingError, match="PR status 0x3"),
     ):
-        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream)
+        IoctlProgrammer(busy_limit(), ioctl=kernel).program(port, bitstream, lock_of(port))
 
 
-def test_sim_programmer_writes_the_afu_id(node: SimNode) -> None:
+def test_sim_programmer_writes_the_afu_id(node: SimNode, lock_of: LockOf) -> None:
     port = _port(node, "dfl")
     path = write_gbs(node, REGION_A, AFU_2, raw=RAW)
     with open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream:
         assert zlib.crc32(bitstream.raw) == zlib.crc32(RAW)
-        SimProgrammer(busy_limit()).program(port, bitstream)
+        SimProgrammer(busy_limit()).program(port, bitstream, lock_of(port))
     assert (port.sysfs_dir / "afu_id").read_text() == AFU_2 + "\n"
 
 
