@@ -364,7 +364,7 @@ def prestart(
         succeeded = True
     finally:
         if settings.metrics_dir is not None:
-            _record_metrics(settings.metrics_dir, progress, failed=not succeeded)
+            _record_metrics(settings.metrics_dir, progress, not succeeded, settings.deadline)
 
 
 def _container_state(config_file: Path | None, annotations: dict[str, str] | None) -> "State":
@@ -381,13 +381,16 @@ def _container_state(config_file: Path | None, annotations: dict[str, str] | Non
 cli.add_command(prestart, "createRuntime")
 
 
-def _record_metrics(directory: Path, progress: "Progress", failed: bool) -> None:
+def _record_metrics(
+    directory: Path, progress: "Progress", failed: bool, deadline: Deadline
+) -> None:
     from fpga_crihook import metrics  # noqa: PLC0415 (only runs that write metrics)
 
     outcomes = progress.outcomes(failed)
     metrics.record(
         directory,
         [metrics.PortOutcome(port, str(outcome), seconds) for port, outcome, seconds in outcomes],
+        deadline=deadline,
     )
 
 

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import structlog
 
 from fpga_crihook import jsondocs
+from fpga_crihook.deadline import Deadline, TimeLimit
 
 PROM_FILE = "fpga_crihook.prom"
 STATE_FILE = "fpga_crihook.state.json"
@@ -70,10 +71,17 @@ class _LockBusy(Exception):
     """Another process held the metrics lock for all of LOCK_TIMEOUT."""
 
 
-def record(directory: Path, outcomes: Iterable[PortOutcome], now: float | None = None) -> None:
+def record(
+    directory: Path,
+    outcomes: Iterable[PortOutcome],
+    now: float | None = None,
+    deadline: Deadline | None = None,
+) -> None:
     """Add one run's outcomes to the totals and rewrite the ``.prom`` file.
 
-    Never raises: a problem is a warning event, and the run goes on.
+    Never raises: a problem is a warning event, and the run goes on. The wait
+    for the directory's lock takes no more than what is left of *deadline*
+    (the run's), if given.
     """
     counted = [outcome for outcome in outcomes if outcome.outcome in OUTCOMES]
     if not counted:
@@ -82,7 +90,7 @@ def record(directory: Path, outcomes: Iterable[PortOutcome], now: float | None =
 
     try:
         directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-        with _locked(directory / LOCK_FILE):
+        with _locked(directory / LOCK_FILE, deadline):
             ports = load(directory)
             for outcome in counted:
                 ports.setdefault(outcome.port, PortStats()).add(
@@ -191,14 +199,15 @@ def _bucket(seconds: float) -> int:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, deadline: Deadline | None) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
-        deadline = time.monotonic() + LOCK_TIMEOUT
+        run = deadline if deadline is not None else Deadline.start(LOCK_TIMEOUT)
+        countdown = TimeLimit(LOCK_TIMEOUT, run).start()
         while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                raise _LockBusy(f"{path} stayed locked for {LOCK_TIMEOUT:g} s")
-            time.sleep(_POLL_SECONDS)
+            if countdown.over():
+                raise _LockBusy(f"{path} stayed locked for {countdown.span()}")
+            time.sleep(min(_POLL_SECONDS, countdown.left()))
         yield
     finally:
         os.close(fd)

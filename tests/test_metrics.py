@@ -1,17 +1,21 @@
 """Metrics for node-exporter's textfile collector, read back with prometheus_client's parser."""
 
+import fcntl
+import io
 import json
 import multiprocessing
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REGION_B, run_cli
 from prometheus_client.parser import text_string_to_metric_families
 from simnode import SimCard, SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
 
-from fpga_crihook import metrics
+from fpga_crihook import logs, metrics
+from fpga_crihook.deadline import Deadline
 
 UNKNOWN_AFU = "0123456789abcdef0123456789abcdef"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -290,3 +294,21 @@ def test_state_round_trips_and_buckets_are_cumulative(tmp_path: Path) -> None:
     assert samples[
         ("fpga_crihook_last_programmed_timestamp_seconds", (("port", "dfl-port.0"),))
     ] == (1_700_000_000.0)
+
+
+def test_the_wait_for_the_metrics_lock_ends_with_the_runs_deadline(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    logs.configure("info", logs.LogFormat.JSON, None, stream=stream, syslog="off")
+    with (tmp_path / metrics.LOCK_FILE).open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another hook, writing for a long time
+        started = time.monotonic()
+        metrics.record(
+            tmp_path, [metrics.PortOutcome("dfl-port.0", "skipped")], deadline=Deadline.start(0.3)
+        )
+        elapsed = time.monotonic() - started
+
+    assert elapsed < metrics.LOCK_TIMEOUT
+    [event] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert event["event"] == "cannot write the metrics: this run is not counted"
+    assert "all that was left of the hook's 0.3 s deadline" in event["reason"]
+    assert not (tmp_path / metrics.PROM_FILE).exists()
