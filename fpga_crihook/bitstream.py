@@ -1,4 +1,4 @@
-"""Bitstream files: the store's layout, opening a GBS or AOCX file, and what both yield.
+"""Bitstream files: opening a GBS or AOCX file, and what both yield.
 
 DESIGN.md section 4 has the formats; :mod:`fpga_crihook.gbs` parses a GBS
 image and :mod:`fpga_crihook.aocx` digs the GBS image out of an AOCX file;
@@ -16,17 +16,17 @@ file's raw part: it reads the header and metadata alone.
 
 import contextlib
 import dataclasses
-import enum
 import mmap
 import os
 import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from fpga_crihook import gbs
 from fpga_crihook.errors import BitstreamError
 from fpga_crihook.gbs import GBS_HEADER, GBS_MAGIC, MAX_METADATA_BYTES, GbsMetadata
+from fpga_crihook.store import BitstreamKind
 from fpga_crihook.sysfs import is_within
 
 if TYPE_CHECKING:
@@ -36,20 +36,6 @@ ELF_MAGIC = b"\x7fELF"
 # buffer_size of the PR ioctl is a u32 (DESIGN.md section 5): no larger raw bitstream can be
 # programmed, and reading a larger file could fail for lack of memory.
 MAX_GBS_FILE_BYTES = GBS_HEADER.size + MAX_METADATA_BYTES + 0xFFFFFFFF
-
-
-class BitstreamKind(enum.StrEnum):
-    """The two file formats, named by their file extension."""
-
-    GBS = "gbs"
-    AOCX = "aocx"
-
-
-class StoreEntry(NamedTuple):
-    """A bitstream file found in the store for a request."""
-
-    path: Path
-    kind: BitstreamKind
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -97,28 +83,6 @@ class Bitstream(BitstreamFacts):
 
     image: memoryview
     raw: memoryview
-
-
-def locate(store: Path, interface_id: str, afu_id: str) -> StoreEntry | None:
-    """The store's file for a request: ``<region>/<afu>.gbs``, else ``<region>/<afu>.aocx``.
-
-    Both IDs must already be canonical (32 hex digits), so the path cannot
-    leave the store by its name; symlinks are checked when the file is opened.
-    """
-    for kind in BitstreamKind:
-        candidate = store / interface_id / f"{afu_id}.{kind}"
-        if os.path.lexists(candidate):
-            return StoreEntry(candidate, kind)
-    return None
-
-
-def missing_message(store: Path, interface_id: str, afu_id: str) -> str:
-    """The error for a request whose bitstream is not in the store."""
-    stem = f"{interface_id}/{afu_id}"
-    return (
-        f"no bitstream for region {interface_id}, AFU {afu_id} in {store}: "
-        f"expected {stem}.gbs or {stem}.aocx"
-    )
 
 
 def detect_kind(path: Path) -> BitstreamKind:

@@ -7,7 +7,6 @@ what is left of one deadline for the whole run, set below the shipped
 ``timeout``. The hook then fails with a sentence instead of being killed.
 """
 
-import dataclasses
 import time
 from typing import NamedTuple
 
@@ -18,8 +17,7 @@ DEFAULT_DEADLINE = 80.0  # seconds: below the shipped hooks.d timeout of 90
 _NOTHING_LEFT = 0.05  # seconds: below this, a wait is reported as not having had any time
 
 
-@dataclasses.dataclass(frozen=True)
-class Deadline:
+class Deadline(NamedTuple):
     """The end of the whole run, on the monotonic clock."""
 
     seconds: float

@@ -8,11 +8,11 @@ entry whose name looks like a port but is not one that way is an error: the
 hook never programs a port by its name alone.
 """
 
-import dataclasses
 import enum
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.errors import DeviceError
@@ -23,8 +23,7 @@ from fpga_crihook.sysfs import is_within, read_attribute, read_id, read_int
 _PCI_ADDRESS = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 
 
-@dataclasses.dataclass(frozen=True)
-class DriverLayout:
+class DriverLayout(NamedTuple):
     """Where one driver puts things in sysfs and /dev."""
 
     class_dir: str
@@ -60,8 +59,7 @@ class Driver(enum.Enum):
         return next((driver for driver in cls if driver.value.is_port_name(name)), None)
 
 
-@dataclasses.dataclass(frozen=True)
-class Fme:
+class Fme(NamedTuple):
     """An FPGA management engine: it owns partial reconfiguration of its card."""
 
     driver: Driver
@@ -81,8 +79,7 @@ class Fme:
         return read_id(matches[0], busy)
 
 
-@dataclasses.dataclass(frozen=True)
-class Port:
+class Port(NamedTuple):
     """An FPGA port: the slot that holds one accelerator function (AFU)."""
 
     driver: Driver

@@ -7,25 +7,17 @@ Every step raises a :class:`~fpga_crihook.errors.HookError` subclass when it
 cannot go on; the CLI turns that into the error event and exit status 1.
 """
 
+from __future__ import annotations  # the bitstream types below are for the type checker only
+
 import dataclasses
 import enum
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 
 from fpga_crihook import logs
-from fpga_crihook.bitstream import (
-    Bitstream,
-    BitstreamFacts,
-    BitstreamKind,
-    StoreEntry,
-    inspect_bitstream,
-    locate,
-    missing_message,
-    open_bitstream,
-)
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port, resolve_ports
 from fpga_crihook.errors import BitstreamError, DeviceError, HookError, InputError, ProgrammingError
@@ -41,6 +33,10 @@ from fpga_crihook.plan import Assignment, assign, require_healthy_afu, survey
 from fpga_crihook.programmers import LazyProgrammer, Programmer, make_programmer
 from fpga_crihook.requests import Request, parse_requests
 from fpga_crihook.settings import Settings
+from fpga_crihook.store import BitstreamKind, StoreEntry, locate, missing_message
+
+if TYPE_CHECKING:  # a port that holds its AFU already needs none of the file formats
+    from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 
 _ANNOTATED = "has the FPGA region annotation"
 
@@ -181,6 +177,8 @@ def _program(
     settings: Settings,
     log: structlog.typing.FilteringBoundLogger,
 ) -> PortResult:
+    from fpga_crihook.bitstream import open_bitstream  # noqa: PLC0415 (only to program)
+
     request, port = assignment
     if settings.dry_run:
         return _rehearse(entry, store, assignment, programmer, log)
@@ -209,6 +207,8 @@ def _rehearse(
     log: structlog.typing.FilteringBoundLogger,
 ) -> PortResult:
     """A dry run: every check, reading no more of the bitstream than its header and metadata."""
+    from fpga_crihook.bitstream import inspect_bitstream  # noqa: PLC0415 (only to program)
+
     request, port = assignment
     bitstream = inspect_bitstream(entry.path, entry.kind, store)
     _check_fits(bitstream, request)

@@ -15,6 +15,8 @@ Every programmer runs while the hook holds the FME's lock, and is handed that
 lock for any child process it starts.
 """
 
+from __future__ import annotations  # the bitstream types below are for the type checker only
+
 import contextlib
 import errno
 import fcntl
@@ -23,17 +25,19 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Driver, Fme, Port
 from fpga_crihook.errors import DeviceError, ProgrammingError, SettingsError
 from fpga_crihook.locking import FmeLock
 from fpga_crihook.settings import ProgrammerKind, Settings
 from fpga_crihook.sysfs import read_attribute, retry_while_busy
+
+if TYPE_CHECKING:  # the skip path imports this module, and must not pay for file formats
+    from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 
 # <linux/fpga-dfl.h>: DFL_FPGA_FME_PORT_PR = _IO(DFL_FPGA_MAGIC 0xB6, DFL_FME_BASE 0x80 + 0)
 DFL_FPGA_FME_PORT_PR = 0xB680

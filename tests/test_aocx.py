@@ -13,8 +13,9 @@ from conftest import AFU_1, AFU_2, AFU_3, REGION_A, REGION_B, RunHook
 from simnode import SimNode, add_card, gbs_bytes, gbs_metadata, state_json, write_bundle
 
 from fpga_crihook.aocx import MAX_GBS_BYTES
-from fpga_crihook.bitstream import BitstreamKind, detect_kind, open_bitstream
+from fpga_crihook.bitstream import detect_kind, open_bitstream
 from fpga_crihook.errors import BitstreamError
+from fpga_crihook.store import BitstreamKind
 
 BOARD_AFU = AFU_3  # what the embedded GBS reports: the OpenCL BSP's AFU ID
 RAW = bytes(range(256)) * 64
@@ -204,7 +205,8 @@ def test_isize_more_than_the_data_can_inflate_to_is_refused_before_allocating(
     script = (
         "import resource, sys\n"
         "from pathlib import Path\n"
-        "from fpga_crihook.bitstream import BitstreamKind, open_bitstream\n"
+        "from fpga_crihook.bitstream import open_bitstream\n"
+        "from fpga_crihook.store import BitstreamKind\n"
         "from fpga_crihook.errors import BitstreamError\n"
         "try:\n"
         "    with open_bitstream(Path(sys.argv[1]), BitstreamKind.AOCX, None):\n"
@@ -263,7 +265,8 @@ def test_gbs_path_does_not_import_pyelftools(node: SimNode) -> None:
     program = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from fpga_crihook.bitstream import BitstreamKind, open_bitstream\n"
+        "from fpga_crihook.bitstream import open_bitstream\n"
+        "from fpga_crihook.store import BitstreamKind\n"
         f"with open_bitstream(Path({str(path)!r}), BitstreamKind.GBS, None) as b:\n"
         "    assert len(b.raw) > 0\n"
         "print(sorted(name for name in sys.modules if name.split('.')[0] == 'elftools'))\n"

@@ -15,15 +15,9 @@ from conftest import AFU_1, AFU_2, REGION_A
 from simnode import SimNode, gbs_bytes, gbs_metadata, write_gbs
 
 from fpga_crihook import aocx, bitstream
-from fpga_crihook.bitstream import (
-    BitstreamKind,
-    detect_kind,
-    inspect_bitstream,
-    locate,
-    missing_message,
-    open_bitstream,
-)
+from fpga_crihook.bitstream import detect_kind, inspect_bitstream, open_bitstream
 from fpga_crihook.errors import BitstreamError
+from fpga_crihook.store import BitstreamKind, locate, missing_message
 
 
 def test_gbs_is_found_before_aocx(node: SimNode) -> None:
@@ -270,7 +264,8 @@ def test_bytes_written_into_the_store_file_after_it_was_opened_do_not_reach_the_
 _TRUNCATE_WHILE_OPEN = """
 import sys, zlib
 from pathlib import Path
-from fpga_crihook.bitstream import BitstreamKind, open_bitstream
+from fpga_crihook.bitstream import open_bitstream
+from fpga_crihook.store import BitstreamKind
 path = Path(sys.argv[1])
 with open_bitstream(path, BitstreamKind.GBS, None) as opened:
     with path.open("r+b") as store_file:

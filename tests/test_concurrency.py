@@ -19,11 +19,12 @@ from typing import Any
 from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, LockOf, RunHook, busy_limit
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
-from fpga_crihook.bitstream import BitstreamKind, open_bitstream
+from fpga_crihook.bitstream import open_bitstream
 from fpga_crihook.devices import port_from_sysfs_dir
 from fpga_crihook.errors import HookError
 from fpga_crihook.programmers import SimProgrammer
 from fpga_crihook.settings import Settings
+from fpga_crihook.store import BitstreamKind
 
 PROGRAMMED = "port programmed"
 SKIPPED = "port already holds the AFU: skipped"

@@ -31,12 +31,13 @@ from simnode import (
     write_gbs,
 )
 
-from fpga_crihook.bitstream import BitstreamKind, open_bitstream, parse_gbs
+from fpga_crihook.bitstream import open_bitstream, parse_gbs
 from fpga_crihook.deadline import Deadline
 from fpga_crihook.devices import Port, port_from_sysfs_dir
 from fpga_crihook.errors import ProgrammingError, SettingsError
 from fpga_crihook.fpgaconf import FpgaconfProgrammer
 from fpga_crihook.settings import ProgrammerKind, Settings
+from fpga_crihook.store import BitstreamKind
 
 
 class StandIn:

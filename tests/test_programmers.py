@@ -11,7 +11,7 @@ import pytest
 from conftest import AFU_1, AFU_2, REGION_A, LockOf, busy_limit
 from simnode import SimNode, add_card, write_gbs
 
-from fpga_crihook.bitstream import BitstreamKind, open_bitstream
+from fpga_crihook.bitstream import open_bitstream
 from fpga_crihook.devices import Port, port_from_sysfs_dir
 from fpga_crihook.errors import ProgrammingError
 from fpga_crihook.programmers import (
@@ -22,6 +22,7 @@ from fpga_crihook.programmers import (
     SimProgrammer,
 )
 from fpga_crihook.settings import Settings
+from fpga_crihook.store import BitstreamKind
 
 DFL_HEADER = Path("/usr/include/linux/fpga-dfl.h")
 

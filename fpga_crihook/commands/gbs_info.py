@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fpga_crihook.bitstream import BitstreamKind, detect_kind, inspect_bitstream
+from fpga_crihook.bitstream import detect_kind, inspect_bitstream
 from fpga_crihook.commands import tables
 from fpga_crihook.gbs import GBS_HEADER, ClockRequest
+from fpga_crihook.store import BitstreamKind
 
 
 @dataclasses.dataclass(frozen=True)

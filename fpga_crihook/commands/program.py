@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 from typing import NamedTuple
 
-from fpga_crihook.bitstream import StoreEntry, detect_kind, inspect_bitstream
+from fpga_crihook.bitstream import detect_kind, inspect_bitstream
 from fpga_crihook.devices import Port, find_port_by_name, port_from_sysfs_dir, resolve_ports
 from fpga_crihook.errors import BitstreamError, DeviceError
 from fpga_crihook.hook import Outcome, ensure_port
@@ -20,6 +20,7 @@ from fpga_crihook.plan import Assignment, survey
 from fpga_crihook.programmers import make_programmer
 from fpga_crihook.requests import Request
 from fpga_crihook.settings import Settings
+from fpga_crihook.store import StoreEntry
 
 REQUEST_NAME = "manual"  # stands where FPGA_AFU_<N>'s suffix would in logs
 
