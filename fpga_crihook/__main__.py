@@ -1,5 +1,5 @@
 """Allow ``python -m fpga_crihook``."""
 
-from fpga_crihook.cli import main
+from fpga_crihook.launch import main
 
 main()
