@@ -20,7 +20,7 @@ there to one file, which the next programming of that FME replaces.
 The child must never program unlocked: it runs in its own process group,
 gets SIGKILL from the kernel when the hook dies (``PR_SET_PDEATHSIG``), is
 killed with its whole group on every way out of
-:meth:`FpgaconfProgrammer.program`, and inherits the FME lock's descriptor,
+:meth:`FpgaconfProgrammer.program`, and inherits the FME lock's descriptors,
 so the lock stays held while it (or anything it started) lives.
 """
 
@@ -121,7 +121,7 @@ class FpgaconfProgrammer:
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     process_group=0,
-                    pass_fds=(lock.fd,),
+                    pass_fds=lock.fds,
                     preexec_fn=_dies_with(os.getpid()),  # noqa: PLW1509 (the hook has no threads)
                 )
             except OSError as error:

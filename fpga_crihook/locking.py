@@ -11,7 +11,11 @@ A lock keeps hooks apart only if they all lock the same file: the directory
 must be a real directory of the hook's own user (root) that nobody else can
 write to, lock files are never reached through a symlink, and a hook whose
 locked file was removed or replaced while it waited locks the file now at
-the path instead.
+the path instead. A file can still be removed while a hook holds it (an
+operator's cleanup of /run): a hook that comes later would create and lock a
+new one. So the holder also locks the FME's own sysfs directory, which no
+one can remove while the card is there; a newcomer that got a new lock file
+still waits for that.
 """
 
 import contextlib
@@ -38,21 +42,35 @@ class FmeLock(NamedTuple):
     fme: Fme
     path: Path
     fd: int  # the locked open file: a child that inherits it holds the lock as well
+    guard_fd: int  # the FME's sysfs directory, locked too
+
+    @property
+    def fds(self) -> tuple[int, int]:
+        """Both locked descriptors: a child must inherit both to hold the lock."""
+        return (self.fd, self.guard_fd)
 
 
 @contextlib.contextmanager
 def fme_lock(fme: Fme, lock_dir: Path, limit: TimeLimit) -> Iterator[FmeLock]:
     """Hold the exclusive lock of *fme*, waiting for it no longer than *limit* allows."""
     path = lock_dir / f"{fme.name}.lock"
+    countdown = limit.start()
     dir_fd = _open_lock_dir(lock_dir)
     try:
-        fd = _acquire(dir_fd, fme, path, limit)
+        fd = _acquire(dir_fd, fme, path, countdown)
     finally:
         os.close(dir_fd)
     try:
-        yield FmeLock(fme, path, fd)
+        guard_fd = _acquire_guard(fme, path, countdown)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        yield FmeLock(fme, path, fd, guard_fd)
     finally:
-        os.close(fd)  # the lock ends with the last descriptor of this open file
+        # Each lock ends with the last descriptor of its open file.
+        os.close(guard_fd)
+        os.close(fd)
 
 
 def _open_lock_dir(lock_dir: Path) -> int:
@@ -93,9 +111,8 @@ def _require_private(status: os.stat_result, lock_dir: Path) -> None:
         )
 
 
-def _acquire(dir_fd: int, fme: Fme, path: Path, limit: TimeLimit) -> int:
+def _acquire(dir_fd: int, fme: Fme, path: Path, countdown: Countdown) -> int:
     """Lock the file at *path*, and make sure it is still the one there once locked."""
-    countdown = limit.start()
     waiting_since: float | None = None
     while True:
         fd = _open_lock_file(dir_fd, path)
@@ -122,6 +139,32 @@ def _acquire(dir_fd: int, fme: Fme, path: Path, limit: TimeLimit) -> int:
             fme=fme.name,
             waited_ms=round((time.monotonic() - waiting_since) * 1000, 1),
         )
+    return fd
+
+
+def _acquire_guard(fme: Fme, path: Path, countdown: Countdown) -> int:
+    """Lock the FME's sysfs directory: only a hook whose lock file was removed under it
+    ever finds it taken (every hook takes its lock file first)."""
+    try:
+        fd = os.open(fme.sysfs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as error:
+        raise LockError(
+            f"cannot open FME {fme.name}'s sysfs directory {fme.sysfs_dir} to lock it: "
+            f"{error.strerror}"
+        ) from None
+    try:
+        while not _try_lock(fd, fme.sysfs_dir):
+            if countdown.over():
+                raise LockError(
+                    f"FME {fme.name} stayed locked by another hook for {countdown.span()}: "
+                    f"that hook holds {fme.sysfs_dir} locked, while its lock file {path} "
+                    "was removed or replaced under it (do not clean the lock directory "
+                    "while hooks run)"
+                )
+            time.sleep(min(_POLL_SECONDS, countdown.left()))
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 

@@ -91,7 +91,7 @@ class Programmer(Protocol):
         """Program *bitstream* into *port*'s region or raise :class:`ProgrammingError`.
 
         The caller holds *lock* (the port's FME); a child process that does the
-        programming must be given ``lock.fd``, so that it holds the lock too.
+        programming must be given ``lock.fds``, so that it holds the lock too.
         """
 
     def rehearse(self, port: Port, bitstream: BitstreamFacts) -> None:

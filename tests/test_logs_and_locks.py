@@ -41,8 +41,9 @@ def _limit(seconds: float) -> TimeLimit:
     return Settings(lock_timeout=seconds).lock_limit
 
 
-def _fme() -> Fme:
-    return Fme(Driver.DFL, "dfl-fme.3", Path("/nonexistent"), Path("/nonexistent"))
+def _fme(sysfs_dir: Path = Path("/tmp")) -> Fme:
+    """An FME whose sysfs directory exists (the lock takes that directory too)."""
+    return Fme(Driver.DFL, "dfl-fme.3", sysfs_dir, Path("/nonexistent"))
 
 
 def test_lock_is_exclusive_and_bounded(tmp_path: Path) -> None:
@@ -172,3 +173,35 @@ def test_a_lock_error_other_than_contention_is_a_lock_error(
         fme_lock(_fme(), tmp_path, _limit(1)),
     ):
         pass
+
+
+def test_a_lock_file_removed_while_a_hook_holds_it_does_not_let_a_newcomer_in(
+    tmp_path: Path,
+) -> None:
+    """An operator cleans the lock directory in the middle of a programming."""
+    fme_dir = tmp_path / "sys" / "dfl-fme.3"
+    fme_dir.mkdir(parents=True)
+    locks = tmp_path / "locks"
+    with fme_lock(_fme(fme_dir), locks, _limit(1)) as holder:
+        holder.path.unlink()
+        with (
+            pytest.raises(LockError, match=r"holds .*dfl-fme.3 locked, while its lock file"),
+            fme_lock(_fme(fme_dir), locks, _limit(0.3)),
+        ):
+            pass
+    with fme_lock(_fme(fme_dir), locks, _limit(0.3)) as newcomer:  # free once the holder is done
+        assert newcomer.path.exists()
+
+
+def test_a_child_that_inherits_the_lock_holds_the_fme_directory_too(tmp_path: Path) -> None:
+    fme_dir = tmp_path / "sys" / "dfl-fme.3"
+    fme_dir.mkdir(parents=True)
+    with fme_lock(_fme(fme_dir), tmp_path / "locks", _limit(1)) as lock:
+        guard = lock.fds[1]
+        assert os.path.samefile(f"/proc/self/fd/{guard}", fme_dir)
+        probe = os.open(fme_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)
