@@ -19,107 +19,21 @@ the tests had to create.
 
 import contextlib
 import json
-import os
-import shutil
-import stat
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AFU_1, AFU_2, DROP_IN, REGION_A, Completed, run_cli
-from simnode import SimNode, SimPort
-from test_e2e_podman import (
-    REGION_ANNOTATION,
-    RUN_OPTIONS,
-    Engine,
-    finish,
-    locate_engine,
-    request_env,
-    shipped_port,
-    unavailable,
-)
+from conftest import AFU_1, AFU_2, DROP_IN, REGION_A, run_cli
+from engine import Engine, Podman, available_engine, request_env, shipped_port
+from simnode import SimNode
 
 INTEL_KIND = "intel.cdi.k8s.io/fpga"
 OUR_KIND = "intel.com/fpga"
 STATIC_SPECS, DYNAMIC_SPECS = Path("/etc/cdi"), Path("/var/run/cdi")
 NODE_CONFIG = Path("/etc/fpga-crihook/config.toml")
 UNKNOWN_AFU = "0123456789abcdef0123456789abcdef"
-
-
-class CdiPodman:
-    """podman with runc, no hooks.d file at all, and a busybox rootfs: CDI is the only way in."""
-
-    def __init__(self, engine: Engine, workdir: Path) -> None:
-        self._engine = engine
-        self._hooks_dir = workdir / "empty-hooks.d"
-        self._hooks_dir.mkdir(parents=True)
-        self._rootfs = workdir / "rootfs"
-        (self._rootfs / "bin").mkdir(parents=True)
-        shutil.copy2(engine.busybox, self._rootfs / "bin" / "busybox")
-        (self._rootfs / "bin" / "true").symlink_to("busybox")
-        self._device_dir = workdir / "devices"
-        self._device_dir.mkdir()
-        self._names: list[str] = []
-
-    def run(
-        self,
-        cdi_devices: list[str],
-        env: list[str],
-        *,
-        ports: tuple[SimPort, ...] = (),
-        annotated: bool = False,
-    ) -> Completed:
-        """``podman run /bin/true`` with CDI devices (KIND=NAME), plain port devices and *env*."""
-        name = f"fpga-crihook-e2e-{uuid.uuid4().hex[:12]}"
-        self._names.append(name)
-        command = [
-            self._engine.podman,
-            "--runtime",
-            self._engine.runc,
-            "--hooks-dir",
-            str(self._hooks_dir),
-            "run",
-            "--rm",
-            "--name",
-            name,
-            *RUN_OPTIONS,
-            *(("--annotation", REGION_ANNOTATION) if annotated else ()),
-            *(option for entry in env for option in ("-e", entry)),
-            *(option for device in cdi_devices for option in ("--device", device)),
-            *(option for port in ports for option in ("--device", self._plain_device(port))),
-            "--rootfs",
-            str(self._rootfs),
-            "/bin/true",
-        ]
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        return finish(process)
-
-    def clean_up(self) -> None:
-        """Remove containers a timed-out run may have left, and the device nodes."""
-        if self._names:
-            subprocess.run(
-                [self._engine.podman, "rm", "--force", "--ignore", *self._names],
-                capture_output=True,
-                check=False,
-                timeout=120,
-            )
-        for device in self._device_dir.iterdir():
-            device.unlink()
-
-    def _plain_device(self, port: SimPort) -> str:
-        host_node = self._device_dir / port.name
-        if not host_node.exists():
-            os.mknod(host_node, stat.S_IFCHR | 0o600, os.makedev(port.major, port.minor))
-        return f"{host_node}:/dev/{port.name}"
 
 
 @contextlib.contextmanager
@@ -213,22 +127,21 @@ def generate_spec(node: SimNode, output: Path, **extra: str) -> None:
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     """The engine's programs; skips (or fails, when required) if any is missing."""
-    found = locate_engine()
-    if isinstance(found, str):
-        unavailable(found)
-    return found
+    return available_engine()
 
 
 @pytest.fixture
-def podman(engine: Engine, tmp_path: Path) -> Iterator[CdiPodman]:
-    """podman whose only way to run the hook is a CDI spec."""
-    runner = CdiPodman(engine, tmp_path / "podman")
+def podman(engine: Engine, tmp_path: Path) -> Iterator[Podman]:
+    """podman with no hooks.d file at all: a CDI spec is the only way the hook runs."""
+    empty_hooks_dir = tmp_path / "empty-hooks.d"
+    empty_hooks_dir.mkdir()
+    runner = Podman(engine, empty_hooks_dir, tmp_path / "podman")
     yield runner
     runner.clean_up()
 
 
 def test_intels_spec_runs_the_drop_in_with_the_node_config_file(
-    shipped_node: SimNode, podman: CdiPodman, tmp_path: Path
+    shipped_node: SimNode, podman: Podman, tmp_path: Path
 ) -> None:
     port = shipped_port(shipped_node, "dfl-port.0")
     log_file = tmp_path / "hook.log"
@@ -238,11 +151,9 @@ def test_intels_spec_runs_the_drop_in_with_the_node_config_file(
         spec_file(DYNAMIC_SPECS, intel_spec("dfl-fme.0")),
         node_config_file(config_text(shipped_node, log_file)),
     ):
-        started = podman.run([device], request_env(REGION_A, AFU_2), ports=(port,), annotated=True)
+        started = podman.run([port], request_env(REGION_A, AFU_2), cdi_devices=[device])
         programmed = port.afu_id()
-        refused = podman.run(
-            [device], request_env(REGION_A, UNKNOWN_AFU), ports=(port,), annotated=True
-        )
+        refused = podman.run([port], request_env(REGION_A, UNKNOWN_AFU), cdi_devices=[device])
 
     assert started.returncode == 0, started.stderr
     assert programmed == AFU_2
@@ -253,7 +164,7 @@ def test_intels_spec_runs_the_drop_in_with_the_node_config_file(
 
 
 def test_intels_spec_leaves_a_container_without_the_annotation_alone(
-    shipped_node: SimNode, podman: CdiPodman, tmp_path: Path
+    shipped_node: SimNode, podman: Podman, tmp_path: Path
 ) -> None:
     port = shipped_port(shipped_node, "dfl-port.0")
     log_file = tmp_path / "hook.log"
@@ -263,7 +174,10 @@ def test_intels_spec_leaves_a_container_without_the_annotation_alone(
         node_config_file(config_text(shipped_node, log_file)),
     ):
         result = podman.run(
-            [f"{INTEL_KIND}=dfl-fme.0"], request_env(REGION_A, AFU_2), ports=(port,)
+            [port],
+            request_env(REGION_A, AFU_2),
+            annotated=False,
+            cdi_devices=[f"{INTEL_KIND}=dfl-fme.0"],
         )
 
     assert result.returncode == 0, result.stderr
@@ -272,15 +186,16 @@ def test_intels_spec_leaves_a_container_without_the_annotation_alone(
 
 
 def test_generated_spec_programs_a_port_asked_for_by_name_then_skips(
-    shipped_node: SimNode, podman: CdiPodman, tmp_path: Path
+    shipped_node: SimNode, podman: Podman, tmp_path: Path
 ) -> None:
     port = shipped_port(shipped_node, "dfl-port.0")
     log_file = tmp_path / "hook.log"
 
     with spec_file(STATIC_SPECS) as spec:
         generate_spec(shipped_node, spec, FPGA_CRIHOOK_LOG_FILE=str(log_file))
-        first = podman.run([f"{OUR_KIND}=dfl-port.0"], request_env(REGION_A, AFU_2))
-        second = podman.run([f"{OUR_KIND}=dfl-port.0"], request_env(REGION_A, AFU_2))
+        by_name = [f"{OUR_KIND}=dfl-port.0"]
+        first = podman.run([], request_env(REGION_A, AFU_2), annotated=False, cdi_devices=by_name)
+        second = podman.run([], request_env(REGION_A, AFU_2), annotated=False, cdi_devices=by_name)
 
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
     assert port.afu_id() == AFU_2
@@ -293,13 +208,15 @@ def test_generated_spec_programs_a_port_asked_for_by_name_then_skips(
 
 
 def test_generated_spec_stops_a_container_whose_request_fails(
-    shipped_node: SimNode, podman: CdiPodman
+    shipped_node: SimNode, podman: Podman
 ) -> None:
     port = shipped_port(shipped_node, "dfl-port.0")
 
     with spec_file(STATIC_SPECS) as spec:
         generate_spec(shipped_node, spec)
-        result = podman.run([f"{OUR_KIND}=all"], request_env(REGION_A, UNKNOWN_AFU))
+        result = podman.run(
+            [], request_env(REGION_A, UNKNOWN_AFU), annotated=False, cdi_devices=[f"{OUR_KIND}=all"]
+        )
 
     assert result.returncode != 0
     assert f"no bitstream for region {REGION_A}, AFU {UNKNOWN_AFU}" in result.stderr
