@@ -1,4 +1,4 @@
-"""The spawner behind ``bench/run.py``: runs a plan of commands round-robin, reports rusage.
+"""The spawner behind ``bench/run.py``: runs a plan of commands in rounds, reports rusage.
 
 Run as ``python -I -S bench/measure.py PLAN RESULTS`` (both files in
 :mod:`marshal` format). It imports nothing but built-in modules, because a
@@ -52,16 +52,17 @@ def run_once(case: dict[str, Any], stderr: str) -> tuple[tuple[float, float, int
 def measure(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Run every case once per round; keep the samples after the warm-up rounds.
 
-    Each round starts one case further on, so that no case always follows the
-    same one (a run right after a 64 MiB one is not like any other run).
+    Each round takes the cases in its own order, so that no case mostly
+    follows the same one: a run right after a 64 MiB one is not like any
+    other run (a mere rotation of one order still put the same case right
+    after aocx-64 in all but one round in fourteen).
     """
     cases = plan["cases"]
     results: dict[str, dict[str, Any]] = {
         case["name"]: {"samples": [], "failure": None} for case in cases
     }
     for round_number in range(plan["warmup"] + plan["repeats"]):
-        start = round_number % len(cases)
-        for case in cases[start:] + cases[:start]:
+        for case in shuffled(cases, round_number):
             result = results[case["name"]]
             if result["failure"] is not None:
                 continue
@@ -72,6 +73,18 @@ def measure(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
             elif round_number >= plan["warmup"]:
                 result["samples"].append(sample)
     return results
+
+
+def shuffled(items: list[Any], seed: int) -> list[Any]:
+    """*items* in an order fixed by *seed* (Fisher-Yates on a 64-bit LCG: the ``random``
+    module would add to this process's memory, which every child's peak RSS counts)."""
+    order = list(items)
+    state = seed * 2654435761 + 1
+    for index in range(len(order) - 1, 0, -1):
+        state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
+        other = (state >> 33) % (index + 1)
+        order[index], order[other] = order[other], order[index]
+    return order
 
 
 def main() -> None:

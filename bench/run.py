@@ -2,7 +2,7 @@
 
 Every row is the median of whole-process runs of the installed
 ``fpga-crihook`` (or of a reference interpreter command), all cases taken in
-turn in each round (each round starting one case further on) so that machine
+turn in each round (each round in its own shuffled order) so that machine
 noise hits them alike; warm-up rounds are discarded. Each run reports wall
 time, the child's CPU time (user + system) and its peak RSS, both from
 ``wait4`` (``bench/measure.py`` spawns them).
@@ -491,7 +491,7 @@ def render(report: dict[str, Any]) -> str:
     box, settings = report["machine"], report["settings"]
     lines = [
         f"machine: {box['cpu']}, {box['cores']} cores, Python {box['python']}, {box['kernel']}",
-        f"medians of {settings['repeats']} runs per case, taken round-robin "
+        f"medians of {settings['repeats']} runs per case, one per round in shuffled order, "
         f"after {settings['warmup_rounds']} warm-up round(s)",
         "",
         f"{'case':<12} {'wall ms':>8} {'cpu ms':>8} {'RSS MiB':>8}  what",

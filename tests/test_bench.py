@@ -105,3 +105,19 @@ def test_the_median_interval_holds_the_median_and_widens_with_fewer_runs() -> No
     assert low < 50 < high
     assert (high - low) / len(many) < 0.25  # about 1.96 * sqrt(n) / n of the ranks
     assert bench.median_interval(few) == (1.0, 7.0)  # ranks 2 and 8 of 9: 96 % coverage
+
+
+def test_rounds_take_the_cases_in_varied_orders() -> None:
+    spec = importlib.util.spec_from_file_location("bench_measure", REPO / "bench" / "measure.py")
+    assert spec is not None
+    assert spec.loader is not None
+    measure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(measure)
+    cases = [f"case{index}" for index in range(14)]
+
+    orders = [measure.shuffled(cases, seed) for seed in range(41)]
+
+    assert all(sorted(order) == sorted(cases) for order in orders)
+    assert orders == [measure.shuffled(cases, seed) for seed in range(41)]  # repeatable
+    before = [order[order.index("case12") - 1] for order in orders if order[0] != "case12"]
+    assert max(before.count(name) for name in set(before)) < len(before) / 3
