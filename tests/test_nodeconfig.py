@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 import pytest
 from conftest import AFU_1, AFU_2, REGION_A, Completed, run_cli
-from simnode import SimNode, add_card, state_json, write_bundle, write_gbs
+from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook import nodeconfig
 from fpga_crihook.errors import SettingsError
@@ -45,7 +45,8 @@ def _error_line(result: Completed) -> str:
     return line
 
 
-def test_hook_takes_every_setting_from_the_config_file(node: SimNode, tmp_path: Path) -> None:
+def _container_asking_for_afu_2(node: SimNode, tmp_path: Path) -> tuple[SimCard, Path]:
+    """A card whose port holds AFU_1, AFU_2 in the store, and a bundle asking for AFU_2."""
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
     write_gbs(node, REGION_A, AFU_2)
     bundle = write_bundle(
@@ -53,6 +54,11 @@ def test_hook_takes_every_setting_from_the_config_file(node: SimNode, tmp_path: 
         env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
         devices=[card.ports[0].device()],
     )
+    return card, bundle
+
+
+def test_hook_takes_every_setting_from_the_config_file(node: SimNode, tmp_path: Path) -> None:
+    card, bundle = _container_asking_for_afu_2(node, tmp_path)
     log_file = tmp_path / "hook.log"
     config = _write_config(
         node.config_file, _node_settings_toml(node) + f'log-file = "{log_file}"\n'
@@ -219,13 +225,7 @@ def test_an_option_added_to_the_group_is_a_config_key_without_more_code(tmp_path
 def test_a_log_level_in_the_config_file_reaches_the_journal_not_the_pods_error(
     node: SimNode, tmp_path: Path
 ) -> None:
-    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-    write_gbs(node, REGION_A, AFU_2)
-    bundle = write_bundle(
-        tmp_path / "bundle",
-        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
-        devices=[card.ports[0].device()],
-    )
+    _, bundle = _container_asking_for_afu_2(node, tmp_path)
     log_file = tmp_path / "hook.log"
     config = _write_config(
         node.config_file,
