@@ -142,11 +142,10 @@ def load_config(bundle: Path) -> RuntimeConfig:
 def read_config(path: Path) -> RuntimeConfig:
     """Read and parse an OCI runtime config: a bundle's config.json, or a sample of one."""
     try:
-        # O_NONBLOCK: a FIFO in place of the file must fail, not hang the hook.
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK), "rb") as stream:
-            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
-                raise InputError(f"{path} is not a regular file")
-            raw = _read_bounded(stream, MAX_CONFIG_BYTES, str(path))
+        # Never blocks: a FIFO in place of the file fails instead of hanging the hook.
+        raw = jsondocs.read_file(path, MAX_CONFIG_BYTES)
+    except jsondocs.JsonProblem as problem:
+        raise InputError(f"{path} {problem}") from None
     except FileNotFoundError:
         raise InputError(f"{path} does not exist: the bundle has no OCI runtime config") from None
     except OSError as error:
