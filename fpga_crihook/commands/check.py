@@ -36,6 +36,7 @@ from fpga_crihook.nodeconfig import ConfigFile, Origin, Setting, env_text
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
 from fpga_crihook.settings import ProgrammerKind, Settings
 
+_MISSING = "does not exist"  # a hook program that is not there
 EARLY_STAGES = ("prestart", "createRuntime")  # run before the container's process
 # Settings the node checks use, by the variable a hooks.d ``env`` sets them with.
 NODE_SETTINGS = {
@@ -281,12 +282,11 @@ def _cdi_hook_findings(
             f"{where} runs at {name}, neither prestart nor createRuntime: the accelerator "
             "would not be in place when the container starts",
         )
-    if not os.path.isfile(executable):
-        install = " (install-on-node.sh with HOOK_MODE=intel-cdi puts the drop-in there)"
-        missing = install if hook.program == cdi.DROP_IN else ""
-        yield Finding(Level.ERROR, f"{where} does not exist{missing}")
-    elif not os.access(executable, os.X_OK):
-        yield Finding(Level.ERROR, f"{where} is not executable")
+    problem = _program_problem(executable)
+    if problem == _MISSING and hook.program == cdi.DROP_IN:
+        problem += " (install-on-node.sh with HOOK_MODE=intel-cdi puts the drop-in there)"
+    if problem:
+        yield Finding(Level.ERROR, f"{where} {problem}")
     yield from _cdi_argument_findings(where, document, hook)
 
 
@@ -443,10 +443,8 @@ def _stage_findings(path: Path, stages: list[str]) -> Iterator[Finding]:
 
 def _hook_findings(path: Path, hook: Mapping[str, Any]) -> Iterator[Finding]:
     executable = hook["path"]
-    if not os.path.isfile(executable):
-        yield Finding(Level.ERROR, f"{path}: hook.path {executable} does not exist")
-    elif not os.access(executable, os.X_OK):
-        yield Finding(Level.ERROR, f"{path}: hook.path {executable} is not executable")
+    if problem := _program_problem(executable):
+        yield Finding(Level.ERROR, f"{path}: hook.path {executable} {problem}")
     arguments = hook.get("args", [])
     if not any(command in arguments[1:] for command in HOOK_COMMANDS):
         yield Finding(
@@ -490,6 +488,15 @@ def _seconds(text: str) -> float | None:
     except ValueError:
         return None
     return value if 0 < value < math.inf else None
+
+
+def _program_problem(executable: str) -> str | None:
+    """What keeps the runtime from running *executable* as a hook, or ``None``."""
+    if not os.path.isfile(executable):
+        return _MISSING
+    if not os.access(executable, os.X_OK):
+        return "is not executable"
+    return None
 
 
 def _env_findings(path: Path, env: list[str], settings: Settings | None) -> Iterator[Finding]:
