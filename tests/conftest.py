@@ -65,11 +65,40 @@ def shipped_opae_node(tmp_path: Path) -> SimNode:
 
 
 def run_cli(
-    args: list[str], env: dict[str, str], stdin: str = "", program: Path = HOOK
+    args: list[str],
+    env: dict[str, str],
+    stdin: str = "",
+    program: Path = HOOK,
+    *,
+    timeout: float = 120,
+    preexec: Callable[[], None] | None = None,
 ) -> Completed:
-    """Run the installed console script with exactly *env* (no PATH unless given)."""
+    """Run the installed console script with exactly *env* (no PATH unless given);
+    *preexec* runs in the child before the script (resource limits, say)."""
     result = subprocess.run(
         [str(program), *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        preexec_fn=preexec,
+    )
+    return Completed(result.returncode, result.stdout, result.stderr)
+
+
+def run_prestart_with_a_bug(env: dict[str, str], stdin: str) -> Completed:
+    """``fpga-crihook prestart`` whose hook raises ZeroDivisionError: a bug stands in
+    for any exception outside the project's error family."""
+    code = (
+        "import fpga_crihook.hook as hook\n"
+        "hook.run_prestart = lambda *_, **__: 1 / 0\n"
+        "from fpga_crihook.cli import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "prestart"],
         input=stdin,
         env=env,
         capture_output=True,

@@ -6,7 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, AFU_3, REGION_A, REGION_B, RunHook, run_cli
+from conftest import (
+    AFU_1,
+    AFU_2,
+    AFU_3,
+    REGION_A,
+    REGION_B,
+    RunHook,
+    run_cli,
+    run_prestart_with_a_bug,
+)
 from simnode import SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
 
 
@@ -121,21 +130,7 @@ def test_an_unexpected_failure_is_still_the_one_prestart_failed_event(
     bundle = write_bundle(
         tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
     )
-    # A bug stands in for any exception outside the project's family.
-    code = (
-        "import fpga_crihook.hook as hook\n"
-        "hook.run_prestart = lambda *_, **__: 1 / 0\n"
-        "from fpga_crihook.cli import main\n"
-        "main()\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code, "prestart"],
-        input=state_json(bundle),
-        env=node.env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_prestart_with_a_bug(node.env(), state_json(bundle))
     assert result.returncode == 1
     [error] = _events(result.stderr)
     assert error["event"] == "prestart failed"

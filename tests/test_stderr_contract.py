@@ -10,13 +10,12 @@ import os
 import pty
 import resource
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from conftest import AFU_1, AFU_2, HOOK, REGION_A, Completed, run_cli
+from conftest import AFU_1, AFU_2, HOOK, REGION_A, run_cli, run_prestart_with_a_bug
 from simnode import SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
 
 HUNG = 30  # seconds: a run that takes this long is a hung run
@@ -122,20 +121,7 @@ def test_a_failure_is_one_plain_line_and_nothing_else(
 
 def test_an_internal_error_is_one_plain_line_too(node: SimNode, tmp_path: Path) -> None:
     _, state = _asking(node, tmp_path)
-    code = (
-        "import fpga_crihook.hook as hook\n"
-        "hook.run_prestart = lambda *_, **__: 1 / 0\n"
-        "from fpga_crihook.cli import main\n"
-        "main()\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code, "prestart"],
-        input=state,
-        env=node.quiet_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_prestart_with_a_bug(node.quiet_env(), state)
     assert result.returncode == 1
     assert result.stderr == ("fpga-crihook: internal error: ZeroDivisionError: division by zero\n")
 
@@ -224,7 +210,7 @@ def test_a_fifo_as_log_file_neither_hangs_nor_fails_the_hook(node: SimNode, tmp_
     fifo = tmp_path / "hook.log"
     os.mkfifo(fifo)  # nobody reads it: a blocking open would wait forever
 
-    result = _run(node.env(FPGA_CRIHOOK_LOG_FILE=str(fifo)), state)
+    result = run_cli(["prestart"], node.env(FPGA_CRIHOOK_LOG_FILE=str(fifo)), state, timeout=HUNG)
 
     assert result.returncode == 0, result.stderr
     assert port.afu_id() == AFU_2
@@ -248,7 +234,9 @@ def test_a_log_file_that_is_no_regular_file_is_refused_with_a_warning(
     if kind == "symlink":
         log_file.symlink_to(target)
 
-    result = _run(node.env(FPGA_CRIHOOK_LOG_FILE=str(log_file)), state)
+    result = run_cli(
+        ["prestart"], node.env(FPGA_CRIHOOK_LOG_FILE=str(log_file)), state, timeout=HUNG
+    )
 
     assert result.returncode == 0, result.stderr
     assert port.afu_id() == AFU_2
@@ -268,7 +256,13 @@ def test_a_log_file_that_fails_halfway_costs_a_warning_not_the_container(
     def limit_file_size() -> None:  # a full disk, for this process: EFBIG past 4 KiB
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
-    result = _run(node.env(FPGA_CRIHOOK_LOG_FILE=str(log_file)), state, limit_file_size)
+    result = run_cli(
+        ["prestart"],
+        node.env(FPGA_CRIHOOK_LOG_FILE=str(log_file)),
+        state,
+        timeout=HUNG,
+        preexec=limit_file_size,
+    )
 
     assert result.returncode == 0, result.stderr
     assert port.afu_id() == AFU_2
@@ -278,20 +272,6 @@ def test_a_log_file_that_fails_halfway_costs_a_warning_not_the_container(
         ("cannot write the log file: going on without it", "File too large")
     ]
     assert events[-1]["event"] == "port programmed"
-
-
-def _run(env: dict[str, str], state: str, preexec: Callable[[], None] | None = None) -> Completed:
-    result = subprocess.run(
-        [str(HOOK), "prestart"],
-        input=state,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=HUNG,
-        preexec_fn=preexec,
-    )
-    return Completed(result.returncode, result.stdout, result.stderr)
 
 
 # A broken stderr ---------------------------------------------------------------------------
