@@ -111,7 +111,7 @@ def test_second_start_skips_a_port_that_holds_the_afu(
     assert events[-1] == "port already holds the AFU: skipped"
 
 
-def test_missing_bitstream_stops_the_container_with_the_hooks_message(
+def test_missing_bitstream_stops_the_container_with_one_plain_line_not_json(
     shipped_node: SimNode, podman_on: Callable[[SimNode], HooksDirPodman]
 ) -> None:
     podman = podman_on(shipped_node)
@@ -123,18 +123,6 @@ def test_missing_bitstream_stops_the_container_with_the_hooks_message(
     assert result.returncode != 0
     assert f"no bitstream for region {REGION_A}, AFU {unknown_afu}" in result.stderr
     assert port.afu_id() == AFU_1
-
-
-def test_a_failed_start_shows_the_operator_one_plain_line_not_json(
-    shipped_node: SimNode, podman_on: Callable[[SimNode], HooksDirPodman]
-) -> None:
-    podman = podman_on(shipped_node)
-    port = shipped_port(shipped_node, "dfl-port.0")
-    unknown_afu = "0123456789abcdef0123456789abcdef"
-
-    result = podman.run([port], request_env(REGION_A, unknown_afu))
-
-    assert result.returncode != 0
     # What CRI-O would hand to kubectl describe pod: runc's message, ending with ours.
     [line] = [text for text in result.stderr.splitlines() if "error running hook" in text]
     ours = f"fpga-crihook: no bitstream for region {REGION_A}, AFU {unknown_afu} in "
