@@ -14,7 +14,6 @@ most a warning event and a few milliseconds. stdout is never written: a
 runtime may treat a hook's stdout as protocol.
 """
 
-import dataclasses
 import enum
 import logging
 import os
@@ -22,7 +21,7 @@ import stat
 import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 import structlog
 
@@ -177,8 +176,7 @@ def _syslog_handler(
     return _Handler(address, handlers.SysLogHandler.LOG_DAEMON, socket.SOCK_DGRAM)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Destinations:
+class _Destinations(NamedTuple):
     """Where this run's events go, and how they are rendered for stderr and the file."""
 
     stderr: _Stderr
