@@ -305,10 +305,18 @@ def _annotations(
 @cli.command("prestart")
 @click.option(
     "--cdi",
-    "requested_by_cdi",
-    is_flag=True,
+    "trigger",
+    flag_value="cdi",
     help="The hook comes from a CDI spec of fpga-crihook (cdi generate): the container "
     "asked for an FPGA device by its CDI name, so run without the region annotation.",
+)
+@click.option(
+    "--intel-cdi",
+    "trigger",
+    flag_value="intel-cdi",
+    help="The hook comes from the CDI spec of Intel's FPGA device plugin, which it writes "
+    "only in region mode: run as for a container with the region annotation, whether or "
+    "not the runtime passed it on (containerd passes none). intel-fpga-crihook runs this.",
 )
 @click.option(
     "--config",
@@ -331,7 +339,7 @@ def _annotations(
 @_reports_errors
 def prestart(
     settings: Settings,
-    requested_by_cdi: bool,
+    trigger: str | None,
     config_file: Path | None,
     annotations: dict[str, str] | None,
 ) -> None:
@@ -347,9 +355,12 @@ def prestart(
         fpga-crihook prestart < state.json
         fpga-crihook --dry-run prestart --config testdata/config.json
     """
+    from fpga_crihook.oci import Trigger  # noqa: PLC0415 (keep --help fast)
+
     settings.check()
     state = _container_state(config_file, annotations)
-    if not requested_by_cdi and not state.is_fpga_region_container:
+    hook_trigger = Trigger.ANNOTATION if trigger is None else Trigger(trigger)
+    if hook_trigger is Trigger.ANNOTATION and not state.is_fpga_region_container:
         # Most containers on a node are not ours: leave before importing the rest.
         structlog.get_logger().debug(
             "not an FPGA region container: nothing to do", container_id=state.id
@@ -360,7 +371,7 @@ def prestart(
     progress = Progress()
     succeeded = False
     try:
-        run_prestart(state, settings, progress, requested_by_cdi, config_file=config_file)
+        run_prestart(state, settings, progress, hook_trigger, config_file=config_file)
         succeeded = True
     finally:
         if settings.metrics_dir is not None:
@@ -653,13 +664,14 @@ def main() -> None:
 
 
 def intel_drop_in() -> None:
-    """``intel-fpga-crihook``: ``fpga-crihook createRuntime``, for Intel's CDI spec.
+    """``intel-fpga-crihook``: ``fpga-crihook createRuntime --intel-cdi``, for Intel's CDI spec.
 
     Intel's FPGA device plugin names ``/opt/intel/fpga-sw/intel-fpga-crihook``
-    as a createRuntime hook with no arguments and no env: the annotation gate
-    applies, and settings come from the node config file.
+    as a createRuntime hook with no arguments and no env, in a spec it writes
+    only in region mode: the hook runs as for an annotated container, and
+    settings come from the node config file.
     """
-    _main(["createRuntime", *sys.argv[1:]], "intel-fpga-crihook")
+    _main(["createRuntime", "--intel-cdi", *sys.argv[1:]], "intel-fpga-crihook")
 
 
 def _main(args: list[str] | None, prog_name: str) -> None:

@@ -22,16 +22,16 @@ from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port, resolve_ports
 from fpga_crihook.errors import BitstreamError, DeviceError, HookError, InputError, ProgrammingError
 from fpga_crihook.locking import FmeLock, fme_lock
-from fpga_crihook.oci import (
-    POD_NAME_ANNOTATION,
-    POD_NAMESPACE_ANNOTATION,
-    RuntimeConfig,
-    State,
-    read_config,
-)
+from fpga_crihook.oci import RuntimeConfig, State, Trigger, read_config
 from fpga_crihook.plan import Assignment, assign, require_healthy_afu, survey
 from fpga_crihook.programmers import LazyProgrammer, Programmer, make_programmer
-from fpga_crihook.requests import Request, parse_requests
+from fpga_crihook.requests import (
+    AFU_PREFIX,
+    REGION_PREFIX,
+    Request,
+    names_fpga_variables,
+    parse_requests,
+)
 from fpga_crihook.settings import Settings
 from fpga_crihook.store import BitstreamKind, StoreEntry, locate, missing_message
 
@@ -39,6 +39,11 @@ if TYPE_CHECKING:  # a port that holds its AFU already needs none of the file fo
     from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 
 _ANNOTATED = "has the FPGA region annotation"
+_WHY = {
+    Trigger.INTEL_CDI: "was given an FPGA region by Intel's device plugin (its CDI spec runs "
+    "intel-fpga-crihook)",
+    Trigger.OWN_CDI: "was given an FPGA device through CDI",
+}
 
 
 class Outcome(enum.StrEnum):
@@ -84,36 +89,40 @@ def run_prestart(
     state: State,
     settings: Settings,
     progress: Progress | None = None,
-    requested_by_cdi: bool = False,
+    trigger: Trigger = Trigger.ANNOTATION,
     *,
     config_file: Path | None = None,
 ) -> list[PortResult]:
     """Make every port the container was given hold the AFU it asked for.
 
-    Returns the per-port outcomes (empty for a container that is not an FPGA
-    region container); raises on the first request that cannot be satisfied.
-    *progress*, when given, follows the run and keeps what it did when it raises.
-    *requested_by_cdi*: the hook was attached by our own CDI spec because the
-    container asked for an FPGA device by its CDI name, so the region
-    annotation is not needed, and a container that names no accelerator is
-    simply given the device as it is.
+    Returns the per-port outcomes (empty when there is nothing to do); raises
+    on the first request that cannot be satisfied. *progress*, when given,
+    follows the run and keeps what it did when it raises. *trigger* says what
+    made the runtime run the hook: the region annotation gates a hooks.d
+    file's runs, Intel's CDI spec means region mode whether or not the
+    runtime passed the annotation on, and our own CDI spec means the
+    container asked for the device by name, so one that names no accelerator
+    is given the device as it is. Whatever the trigger, a container with no
+    FPGA port and no ``FPGA_*`` variable is left alone: CRI-O copies a pod's
+    annotations into every container of the pod, sidecars included.
     The runtime config is the bundle's ``config.json`` unless *config_file*
     names another (a run by hand on a sample).
     """
     progress = Progress() if progress is None else progress
     log = structlog.get_logger()
     _bind_container(state)
-    if not requested_by_cdi and not state.is_fpga_region_container:
+    if trigger is Trigger.ANNOTATION and not state.is_fpga_region_container:
         log.debug("not an FPGA region container: nothing to do")
         return []
     config_file = config_file or Path(state.bundle) / "config.json"
     config = read_config(config_file)
-    if requested_by_cdi and not parse_requests(config.env, required=False):
-        log.info("no FPGA_REGION_N / FPGA_AFU_N variables: nothing to program")
+    if not names_fpga_variables(config.env) and _nothing_asked(config, trigger, settings):
         return []
-    why = "was given an FPGA device through CDI" if requested_by_cdi else _ANNOTATED
+    why = _ANNOTATED if state.is_fpga_region_container else _WHY.get(trigger, _ANNOTATED)
     _require_fields(config, config_file, why)
-    requests = parse_requests(config.env)
+    requests = parse_requests(config.env, required=False)
+    if not requests:
+        raise InputError(f"the container {why} but no {REGION_PREFIX}N / {AFU_PREFIX}N variables")
     ports = progress.ports = resolve_ports(config.devices, settings)
     if not ports:
         raise DeviceError(f"the container {why} but none of its linux.devices is an FPGA port")
@@ -127,6 +136,22 @@ def run_prestart(
     # A dry run, too, checks that it could program: its programmer is built at once.
     programmer = make_programmer(settings) if settings.dry_run else LazyProgrammer(settings)
     return _ensure_all(assignments, programmer, settings, progress.results)
+
+
+def _nothing_asked(config: RuntimeConfig, trigger: Trigger, settings: Settings) -> bool:
+    """For a container that names no accelerator: True (and why, as an event) when the hook
+    has nothing to do; False when it was given an FPGA port it must not start without."""
+    log = structlog.get_logger()
+    if trigger is Trigger.OWN_CDI:
+        log.info("no FPGA_REGION_N / FPGA_AFU_N variables: nothing to program")
+        return True
+    if resolve_ports(config.devices, settings):
+        return False  # a port with no accelerator named: the checks below refuse it
+    log.info(
+        "no FPGA port and no FPGA_REGION_N / FPGA_AFU_N variables: nothing to do "
+        "(another container of an FPGA pod)"
+    )
+    return True
 
 
 def ensure_port(
@@ -280,14 +305,7 @@ def _require_fields(config: RuntimeConfig, source: Path, why: str) -> None:
 
 
 def _bind_container(state: State) -> None:
-    context = {"container_id": state.id}
-    for key, annotation in (
-        ("pod_namespace", POD_NAMESPACE_ANNOTATION),
-        ("pod_name", POD_NAME_ANNOTATION),
-    ):
-        if annotation in state.annotations:
-            context[key] = state.annotations[annotation]
-    logs.bind(**context)
+    logs.bind(container_id=state.id, **state.pod_identity)
 
 
 def _describe(request: Request) -> dict[str, str]:

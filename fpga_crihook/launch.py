@@ -23,7 +23,7 @@ def main() -> None:
 
 
 def intel_drop_in() -> None:
-    """``intel-fpga-crihook``: Intel's CDI hook path, ``fpga-crihook createRuntime``."""
+    """``intel-fpga-crihook``: Intel's CDI hook path, ``fpga-crihook createRuntime --intel-cdi``."""
     gc.disable()
     from fpga_crihook import cli  # noqa: PLC0415 (after the collector is off)
 

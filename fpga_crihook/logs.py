@@ -44,7 +44,15 @@ DEV_LOG = "/dev/log"
 # A full socket may hold a send this long, twice (the stdlib retries once), then syslog is
 # given up for the rest of the run: the container's start does not wait for logging.
 SYSLOG_SEND_TIMEOUT = 0.002
-_LEADING_KEYS = ("timestamp", "level", "event", "container_id", "pod_namespace", "pod_name")
+_LEADING_KEYS = (
+    "timestamp",
+    "level",
+    "event",
+    "container_id",
+    "pod_namespace",
+    "pod_name",
+    "container_name",
+)
 STDERR = 2
 
 
@@ -357,6 +365,6 @@ def keep_standard_descriptors_open() -> None:
                 os.close(null)
 
 
-def bind(**context: str) -> None:
+def bind(**context: str | None) -> None:
     """Add fields to every later event of this process (container id, pod, ...)."""
     structlog.contextvars.bind_contextvars(**context)

@@ -6,6 +6,7 @@ echo the input: config.json carries the container's environment, which may
 hold secrets.
 """
 
+import enum
 import os
 import stat
 from collections.abc import Mapping
@@ -19,8 +20,14 @@ from fpga_crihook.errors import InputError
 
 MODE_ANNOTATION = "com.intel.fpga.mode"
 REGION_MODES = frozenset({"fpga.intel.com/region", "intel.com/fpga-region"})  # current, legacy
-POD_NAMESPACE_ANNOTATION = "io.kubernetes.pod.namespace"
-POD_NAME_ANNOTATION = "io.kubernetes.pod.name"
+# Who the container is, by engine: CRI-O under the kubelet copies the kubelet's labels into
+# the annotations; containerd's CRI plugin writes its own keys. Each event field takes the
+# first of its keys that the state carries.
+POD_IDENTITY_ANNOTATIONS = {
+    "pod_namespace": ("io.kubernetes.pod.namespace", "io.kubernetes.cri.sandbox-namespace"),
+    "pod_name": ("io.kubernetes.pod.name", "io.kubernetes.cri.sandbox-name"),
+    "container_name": ("io.kubernetes.container.name", "io.kubernetes.cri.container-name"),
+}
 
 MAX_STATE_BYTES = 1 << 20
 MAX_CONFIG_BYTES = 16 << 20
@@ -31,6 +38,19 @@ MANUAL_CONTAINER_ID = "manual"  # the made-up state of a run by hand on a sample
 # model are ignored, never rejected. Deferred: a model's validator is built on
 # its first use, so a container without the FPGA annotation builds only State's.
 _OUTSIDE_DOCUMENT = ConfigDict(frozen=True, extra="ignore", strict=True, defer_build=True)
+
+
+class Trigger(enum.Enum):
+    """What made the runtime run the hook for a container: it decides what the hook asks of it."""
+
+    # A hooks.d file (or a spec naming ``prestart``): only containers with the region annotation.
+    ANNOTATION = "annotation"
+    # Intel's device plugin writes the CDI spec that runs its drop-in only in region mode, and
+    # containerd passes no annotation on: being run from that spec means region mode.
+    INTEL_CDI = "intel-cdi"
+    # Our own spec (``cdi generate``): the container asked for a port by its CDI name, and one
+    # that names no accelerator gets the port as it is.
+    OWN_CDI = "cdi"
 
 
 class State(BaseModel):
@@ -46,6 +66,15 @@ class State(BaseModel):
     def is_fpga_region_container(self) -> bool:
         """True when the device plugin gave this container ports in region mode."""
         return self.annotations.get(MODE_ANNOTATION) in REGION_MODES
+
+    @property
+    def pod_identity(self) -> dict[str, str | None]:
+        """``pod_namespace``, ``pod_name`` and ``container_name`` from whichever engine's
+        annotations the state carries; ``None`` where no engine's annotation names one."""
+        return {
+            field: next((self.annotations[key] for key in keys if key in self.annotations), None)
+            for field, keys in POD_IDENTITY_ANNOTATIONS.items()
+        }
 
 
 class Device(BaseModel):

@@ -78,6 +78,16 @@ def parse_requests(env: Iterable[str], required: bool = True) -> list[Request]:
     ]
 
 
+def names_fpga_variables(env: Iterable[str]) -> bool:
+    """True when *env* has an ``FPGA_REGION_<N>`` or ``FPGA_AFU_<N>`` entry, well formed or not:
+    such a container asks for an accelerator, and :func:`parse_requests` says what is wrong."""
+    return any(
+        name != prefix and name.startswith(prefix)
+        for name in (entry.partition("=")[0] for entry in env)
+        for prefix in (REGION_PREFIX, AFU_PREFIX)
+    )
+
+
 def _fpga_variables(env: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
     regions: dict[str, str] = {}
     afus: dict[str, str] = {}

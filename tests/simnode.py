@@ -426,3 +426,33 @@ def state_json(
             "annotations": notes,
         }
     )
+
+
+def containerd_annotations(namespace: str, pod: str, container: str) -> dict[str, str]:
+    """The annotations containerd 1.7's CRI plugin puts into a container's state (measured
+    under containerd v1.7.6): its own pod keys, and no CRI annotation passed on by default."""
+    return {
+        "io.kubernetes.cri.container-name": container,
+        "io.kubernetes.cri.container-type": "container",
+        "io.kubernetes.cri.image-name": "localhost/fpga-busybox:1",
+        "io.kubernetes.cri.sandbox-id": "5" * 64,
+        "io.kubernetes.cri.sandbox-name": pod,
+        "io.kubernetes.cri.sandbox-namespace": namespace,
+        "io.kubernetes.cri.sandbox-uid": f"uid-{pod}",
+    }
+
+
+def crio_annotations(
+    namespace: str, pod: str, container: str, pod_annotations: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The annotations CRI-O under the kubelet puts into a container's state: every pod
+    annotation (*pod_annotations*) copied in, the kubelet's labels, and CRI-O's own keys."""
+    return {
+        **(pod_annotations or {}),
+        "io.container.manager": "cri-o",
+        "io.kubernetes.container.name": container,
+        "io.kubernetes.pod.name": pod,
+        "io.kubernetes.pod.namespace": namespace,
+        "io.kubernetes.cri-o.ContainerType": "container",
+        "io.kubernetes.cri-o.SandboxID": "5" * 64,
+    }

@@ -1,10 +1,23 @@
-"""The hook as CDI runs it: Intel's drop-in (no arguments) and ``createRuntime --cdi``."""
+"""The hook as CDI runs it: Intel's drop-in (no arguments) and ``createRuntime --cdi``.
+
+Intel's device plugin writes the spec that runs the drop-in only in region mode,
+and containerd passes no annotation on to the hook: the drop-in runs as for an
+annotated container whatever the state's annotations say.
+"""
 
 import json
 from pathlib import Path
 
 from conftest import AFU_1, AFU_2, DROP_IN, REGION_A, Completed, run_cli
-from simnode import SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
+from simnode import (
+    SimNode,
+    SimPort,
+    add_card,
+    containerd_annotations,
+    state_json,
+    write_bundle,
+    write_gbs,
+)
 
 UNKNOWN_AFU = "0123456789abcdef0123456789abcdef"
 
@@ -43,10 +56,21 @@ def _config_only(node: SimNode, log_file: Path) -> dict[str, str]:
     return {"FPGA_CRIHOOK_CONFIG": str(node.config_file)}
 
 
-def _events(log_file: Path) -> list[str]:
+def _records(log_file: Path) -> list[dict[str, object]]:
     if not log_file.exists():
         return []
-    return [json.loads(line)["event"] for line in log_file.read_text().splitlines()]
+    return [json.loads(line) for line in log_file.read_text().splitlines()]
+
+
+def _events(log_file: Path) -> list[object]:
+    return [record["event"] for record in _records(log_file)]
+
+
+def _containerd_state(bundle: Path) -> str:
+    """The state containerd 1.7 gives the hook: its own pod keys, no region annotation."""
+    return state_json(
+        bundle, annotated=False, annotations=containerd_annotations("bars", "probe", "c1")
+    )
 
 
 def _drop_in(env: dict[str, str], state: str) -> Completed:
@@ -66,17 +90,65 @@ def test_drop_in_with_no_arguments_programs_an_annotated_container(
     assert _events(log_file)[-1] == "port programmed"
 
 
-def test_drop_in_leaves_a_container_without_the_annotation_alone(
+def test_drop_in_programs_a_container_in_containerds_state_without_the_annotation(
     node: SimNode, tmp_path: Path
 ) -> None:
     port, bundle = _port_and_bundle(node, tmp_path)
     log_file = tmp_path / "hook.log"
 
-    result = _drop_in(_config_only(node, log_file), state_json(bundle, annotated=False))
+    result = _drop_in(_config_only(node, log_file), _containerd_state(bundle))
 
-    assert (result.returncode, result.stdout) == (0, "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert port.afu_id() == AFU_2
+    programmed = _records(log_file)[-1]
+    assert programmed["event"] == "port programmed"
+    assert (programmed["pod_namespace"], programmed["pod_name"]) == ("bars", "probe")
+    assert programmed["container_name"] == "c1"
+
+
+def test_drop_in_leaves_a_container_with_no_port_and_no_request_alone(
+    node: SimNode, tmp_path: Path
+) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    bundle = write_bundle(tmp_path / "bundle", env=["PATH=/bin"], devices=None)
+    log_file = tmp_path / "hook.log"
+
+    result = _drop_in(_config_only(node, log_file), _containerd_state(bundle))
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    [event] = _records(log_file)
+    assert event["level"] == "info"
+    assert event["event"] == (
+        "no FPGA port and no FPGA_REGION_N / FPGA_AFU_N variables: nothing to do "
+        "(another container of an FPGA pod)"
+    )
+
+
+def test_drop_in_refuses_a_port_without_a_request(node: SimNode, tmp_path: Path) -> None:
+    port, bundle = _port_and_bundle(node, tmp_path, env=["HOME=/root"])
+
+    result = _drop_in(_config_only(node, tmp_path / "hook.log"), _containerd_state(bundle))
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "fpga-crihook: the container was given an FPGA region by Intel's device plugin "
+        "(its CDI spec runs intel-fpga-crihook) but no FPGA_REGION_N / FPGA_AFU_N variables\n"
+    )
     assert port.afu_id() == AFU_1
-    assert "port programmed" not in _events(log_file)
+
+
+def test_drop_in_refuses_a_request_without_a_port(node: SimNode, tmp_path: Path) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    bundle = write_bundle(
+        tmp_path / "bundle",
+        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
+        devices=[{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}],
+    )
+
+    result = _drop_in(_config_only(node, tmp_path / "hook.log"), _containerd_state(bundle))
+
+    assert result.returncode == 1
+    assert "but none of its linux.devices is an FPGA port" in result.stderr
 
 
 def test_drop_in_fails_like_create_runtime(node: SimNode, tmp_path: Path) -> None:

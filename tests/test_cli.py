@@ -16,7 +16,16 @@ from conftest import (
     run_cli,
     run_prestart_with_a_bug,
 )
-from simnode import SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
+from simnode import (
+    SimNode,
+    SimPort,
+    add_card,
+    containerd_annotations,
+    crio_annotations,
+    state_json,
+    write_bundle,
+    write_gbs,
+)
 
 
 def _pair(suffix: str, region: str, afu: str) -> list[str]:
@@ -104,6 +113,76 @@ def test_not_annotated_container_exits_0_and_logs_only_at_debug(
         "debug",
         "not an FPGA region container: nothing to do",
     )
+
+
+REGION_MODE = {"com.intel.fpga.mode": "fpga.intel.com/region"}
+
+
+def test_sidecar_of_an_annotated_crio_pod_exits_0_with_an_info_event(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    """CRI-O copies the pod's region annotation into every container of the pod."""
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    bundle = write_bundle(tmp_path / "bundle", env=["PATH=/bin", "TOKEN=s3cret"], devices=None)
+    state = state_json(
+        bundle,
+        annotated=False,
+        annotations=crio_annotations("ns", "pod-1", "log-shipper", REGION_MODE),
+    )
+
+    quiet = run_cli(["prestart"], node.quiet_env(), state)
+    shown = run_hook(node, state)
+
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    assert shown.returncode == 0
+    [event] = _events(shown.stderr)
+    assert event["level"] == "info"
+    assert event["event"] == (
+        "no FPGA port and no FPGA_REGION_N / FPGA_AFU_N variables: nothing to do "
+        "(another container of an FPGA pod)"
+    )
+    assert (event["pod_name"], event["container_name"]) == ("pod-1", "log-shipper")
+    assert "s3cret" not in shown.stderr
+
+
+@pytest.mark.parametrize(
+    "annotations",
+    [
+        crio_annotations("ns", "pod-1", "main", REGION_MODE),
+        {**containerd_annotations("ns", "pod-1", "main"), **REGION_MODE},
+    ],
+    ids=["cri-o", "containerd"],
+)
+def test_every_event_names_the_pod_and_container_from_either_engine(
+    node: SimNode, tmp_path: Path, run_hook: RunHook, annotations: dict[str, str]
+) -> None:
+    _, bundle = _one_port_asking_for_afu_2(node, tmp_path, "dfl")
+
+    result = run_hook(node, state_json(bundle, annotated=False, annotations=annotations))
+
+    assert result.returncode == 0, result.stderr
+    events = _events(result.stderr)
+    assert [event["event"] for event in events] == ["hook started", "port programmed"]
+    for event in events:
+        assert (event["pod_namespace"], event["pod_name"], event["container_name"]) == (
+            "ns",
+            "pod-1",
+            "main",
+        )
+
+
+def test_events_say_null_for_a_pod_no_engine_annotation_names(
+    node: SimNode, tmp_path: Path, run_hook: RunHook
+) -> None:
+    _, bundle = _one_port_asking_for_afu_2(node, tmp_path, "dfl")
+
+    result = run_hook(node, state_json(bundle))
+
+    assert result.returncode == 0, result.stderr
+    programmed = _events(result.stderr)[-1]
+    assert list(programmed)[3:7] == ["container_id", "pod_namespace", "pod_name", "container_name"]
+    assert (programmed["pod_namespace"], programmed["pod_name"]) == (None, None)
+    assert programmed["container_name"] is None
 
 
 def test_failure_is_one_error_event_and_exit_1(

@@ -132,23 +132,43 @@ def test_container_without_annotation_is_left_alone(node: SimNode, tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    ("env", "devices", "words"),
+    ("env", "port_given", "words"),
     [
-        (None, [], "'process.env' is missing or empty"),
-        ([], [], "'process.env' is missing or empty"),
-        (["FPGA_REGION_1=x"], None, "'linux.devices' is missing or empty"),
+        (None, True, "'process.env' is missing or empty"),
+        ([], True, "'process.env' is missing or empty"),
+        (["HOME=/root"], True, "has the FPGA region annotation but no FPGA_REGION_N / FPGA_AFU_N"),
+        (["FPGA_REGION_1=x"], False, "'linux.devices' is missing or empty"),
     ],
 )
-def test_region_container_needs_env_and_devices(
-    node: SimNode,
-    tmp_path: Path,
-    env: list[str] | None,
-    devices: list[object] | None,
-    words: str,
+def test_region_container_needs_both_a_request_and_a_port(
+    node: SimNode, tmp_path: Path, env: list[str] | None, port_given: bool, words: str
 ) -> None:
-    bundle = write_bundle(tmp_path / "bundle", env=env, devices=devices)  # type: ignore[arg-type]
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    devices = [card.ports[0].device()] if port_given else None
+    bundle = write_bundle(tmp_path / "bundle", env=env, devices=devices)
     with pytest.raises(InputError, match=words):
         run_prestart(parse_state(state_json(bundle).encode()), _settings(node))
+    assert card.ports[0].afu_id() == AFU_1
+
+
+@pytest.mark.parametrize(
+    ("env", "devices"),
+    [
+        (None, None),
+        ([], []),
+        (
+            ["PATH=/bin", "HOME=/root"],
+            [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}],
+        ),
+    ],
+)
+def test_annotated_container_with_no_port_and_no_request_is_left_alone(
+    node: SimNode, tmp_path: Path, env: list[str] | None, devices: list[dict[str, object]] | None
+) -> None:
+    """CRI-O copies the pod's annotations into each container: a sidecar has the annotation."""
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    bundle = write_bundle(tmp_path / "bundle", env=env, devices=devices)
+    assert run_prestart(parse_state(state_json(bundle).encode()), _settings(node)) == []
 
 
 def test_region_container_without_fpga_ports_is_an_error(node: SimNode, tmp_path: Path) -> None:
