@@ -537,6 +537,27 @@ def install(settings: Settings, afu_id: str | None, force: bool, file: Path) -> 
     type=click.Path(path_type=Path, file_okay=False),
     help="A CDI spec directory, searched when no FILE is given (default: /etc/cdi, /var/run/cdi).",
 )
+@click.option(
+    "--crio-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="CRI-O's config file, read for the directories CRI-O reads (hooks_dir, "
+    "cdi_spec_dirs; default: /etc/crio/crio.conf).",
+)
+@click.option(
+    "--crio-config-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="CRI-O's drop-in config directory, read after --crio-config as CRI-O does "
+    "(default: /etc/crio/crio.conf.d).",
+)
+@click.option(
+    "--containerd-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="containerd's config file, with its imports: CDI on or off, and its spec "
+    "directories (default: /etc/containerd/config.toml).",
+)
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
 @click.pass_context
 @_reports_errors
@@ -544,6 +565,9 @@ def check(
     context: click.Context,
     hooks_dirs: tuple[Path, ...],
     cdi_dirs: tuple[Path, ...],
+    crio_config: Path | None,
+    crio_config_dir: Path | None,
+    containerd_config: Path | None,
     files: tuple[Path, ...],
 ) -> None:
     """Validate hooks.d files, CDI specs and this node's set-up; exit 1 on any error.
@@ -554,9 +578,12 @@ def check(
     fpga-crihook; a hooks.d file and a CDI spec that would both run it for
     one container are an error. Without FILE: the hooks.d file this package
     ships and every file in the runtimes' hooks.d and CDI directories that
-    runs fpga-crihook. Then the node: FPGA drivers and cards, FME device
-    nodes, the bitstream store. One line per finding: "ok:", "warning:" or
-    "error:".
+    runs fpga-crihook, CRI-O's own hooks_dir and the engines' CDI spec
+    directories included. Where CRI-O's or containerd's config is on the node:
+    the directories each reads, containerd's CDI switch, and an error for a
+    hooks.d file or CDI spec no engine reads. Then the node: FPGA drivers and
+    cards, FME device nodes, the bitstream store. One line per finding: "ok:",
+    "warning:" or "error:".
 
     \b
     Example:
@@ -564,20 +591,27 @@ def check(
         fpga-crihook check /var/run/cdi/intel.cdi.k8s.io-fpga.json
         fpga-crihook check
     """
+    from fpga_crihook import engineconfig  # noqa: PLC0415
     from fpga_crihook.commands import check as checks  # noqa: PLC0415
+    from fpga_crihook.commands import engines  # noqa: PLC0415
 
     settings: Settings = context.obj
     findings = checks.config_findings(
         nodeconfig.config_file(context), nodeconfig.settings_in_force(context)
     )
+    crio = engineconfig.read_crio(
+        crio_config or engineconfig.CRIO_CONFIG, crio_config_dir or engineconfig.CRIO_CONFIG_DIR
+    )
+    containerd = engineconfig.read_containerd(containerd_config or engineconfig.CONTAINERD_CONFIG)
     if files:
+        findings += engines.engine_findings(crio, containerd, list(files))
         findings += checks.run_checks(list(files), settings, installed=list(files))
     else:
-        searched = [*(hooks_dirs or checks.HOOKS_DIRS), *(cdi_dirs or checks.CDI_SPEC_DIRS)]
-        installed = checks.installed_files(
-            list(hooks_dirs or checks.HOOKS_DIRS), list(cdi_dirs or checks.CDI_SPEC_DIRS)
-        )
-        findings += checks.installed_findings(installed, searched)
+        searched_hooks = list(hooks_dirs) or engines.hooks_dirs_to_search(crio)
+        searched_specs = list(cdi_dirs) or engines.cdi_dirs_to_search(crio, containerd)
+        installed = checks.installed_files(searched_hooks, searched_specs)
+        findings += checks.installed_findings(installed, [*searched_hooks, *searched_specs])
+        findings += engines.engine_findings(crio, containerd, installed)
         findings += checks.run_checks(
             [checks.shipped_hooks_file(), *installed], settings, installed
         )
