@@ -19,7 +19,11 @@
 #
 # What the node must still provide is glibc, at least as new as the builder
 # image's (see deployments/README.md). Paths are absolute: the payload works
-# only at $PREFIX on the node, which is where install-on-node.sh puts it.
+# only at $PREFIX on the node, which is where install-on-node.sh puts it. No
+# symlink in it leads out of it: one in the base's standard library that
+# does (Debian's sitecustomize.py -> /etc/python3.X/sitecustomize.py) would
+# have the hook read whatever the node has at that path, so it is replaced by
+# a copy of its target.
 #
 # Needs: python3 with pip >= 22.3 (for --python), ldd, patchelf.
 
@@ -63,6 +67,36 @@ bundle_libraries() {
     done
 }
 
+# Where a symlink under $1 leads out of $prefix, a copy of its target takes its
+# place (a link to nothing is removed).
+copy_links_leaving() {
+    find "$1" -type l | while read -r link; do
+        target=$(readlink -f "$link" || true)
+        case $target in
+            "$prefix"/*) continue ;;
+        esac
+        rm -f "$link"
+        if [ -n "$target" ] && [ -e "$target" ]; then
+            cp -RL "$target" "$link"
+            echo "copied $target in place of the link $link"
+        else
+            echo "removed the link $link to nothing"
+        fi
+    done
+}
+
+# Fails the build if any symlink in the payload still leads out of it.
+require_links_inside() {
+    leaving=$(find "$prefix" -type l -exec sh -c '
+        for link; do
+            case $(readlink -f "$link") in "$0"/*) ;; *) echo "$link" ;; esac
+        done' "$prefix" {} +)
+    if [ -n "$leaving" ]; then
+        echo "symlinks leading out of the payload: $leaving" >&2
+        exit 1
+    fi
+}
+
 echo "interpreter: $executable (Python $version, prefix $base)"
 rm -rf "$prefix"
 mkdir -p "$interp/bin" "$interp/lib"
@@ -83,6 +117,7 @@ rm -rf "$stdlib"/config-* "$stdlib/site-packages" "$stdlib/idlelib" "$stdlib/tki
 find "$stdlib" -depth -type d \( -name test -o -name tests -o -name idle_test \) \
     -exec rm -rf {} +
 mkdir "$stdlib/site-packages"
+copy_links_leaving "$stdlib"
 
 for module in "$stdlib"/lib-dynload/*.so; do
     bundle_libraries "$module"
@@ -97,6 +132,8 @@ done
 # copies, so that a hook never writes .pyc files into its installation.
 "$prefix/bin/python" -m compileall -q -f -j 0 --invalidation-mode unchecked-hash \
     "$interp/lib" "$prefix/lib"
+
+require_links_inside
 
 # A hook runs with only hooks.d's env (DESIGN.md section 2): no PATH, no PYTHON*.
 env -i "$prefix/bin/fpga-crihook" --help >/dev/null

@@ -4,8 +4,8 @@
 # Usage: install-on-node.sh [install|uninstall]
 #
 # The init container of the intel-fpga-crihook DaemonSet runs this with the
-# node's /opt/intel and /etc/containers/oci/hooks.d mounted under $NODE_ROOT.
-# Run directly on a node with NODE_ROOT=/.
+# node's /opt/intel, its hooks directories and (read-only) /etc/crio mounted
+# under $NODE_ROOT. Run directly on a node with NODE_ROOT=/.
 #
 # HOOK_MODE says how the container runtime is to run the hook:
 #   hooks.d    (default) CRI-O and podman read the hooks.d file
@@ -17,10 +17,24 @@
 # What lands on the node:
 #   /opt/intel/fpga-crihook.d/<release>/        the payload (venv + interpreter)
 #   /opt/intel/fpga-crihook -> fpga-crihook.d/<release>
-#   hooks.d:   /etc/containers/oci/hooks.d/intel-fpga-crihook.json
+#   hooks.d:   <dir>/intel-fpga-crihook.json, <dir> the first directory of
+#              CRI-O's hooks_dir that can be written (/etc/crio/crio.conf, then
+#              /etc/crio/crio.conf.d, the last setting winning, as CRI-O reads
+#              them); with no CRI-O config /usr/share/containers/oci/hooks.d,
+#              CRI-O's default, which podman reads too. A copy of the file in
+#              any other hooks directory (an older installer's
+#              /etc/containers/oci/hooks.d) is removed: podman would run both,
+#              and CRI-O lets a file in a later directory replace one of the same
+#              name in an earlier one.
 #   intel-cdi: /opt/intel/fpga-sw/intel-fpga-crihook -> ../fpga-crihook/bin/intel-fpga-crihook
 #              (replacing whatever was there, e.g. Intel's own hook: do not also
 #              deploy Intel's FPGA init container, which would put its own back)
+#
+# CRI-O's config is TOML, which sh cannot read reliably: the payload's own
+# Python reads it, with the module `fpga-crihook check` uses (python -m
+# fpga_crihook.engineconfig), run from the installed payload (or, to
+# uninstall with none installed, from $PAYLOAD_DIR). Beyond the config files,
+# CRI-O takes hooks_dir from its --hooks-dir option, which this cannot see.
 #
 # A container starting during an install runs either the old hook or the new
 # one, never a half-copied payload. A directory cannot be renamed over a
@@ -44,13 +58,27 @@ DROP_IN_NAME=intel-fpga-crihook
 # Relative, so that it resolves on the node and under $NODE_ROOT alike.
 DROP_IN_TARGET=../$NAME/bin/$DROP_IN_NAME
 
-install_dir=${NODE_ROOT%/}/opt/intel
+root=${NODE_ROOT%/}
+install_dir=$root/opt/intel
 current=$install_dir/$NAME
 releases=$install_dir/$NAME.d
-hooks_dir=${NODE_ROOT%/}/etc/containers/oci/hooks.d
-hook_file=$hooks_dir/$HOOK_FILE_NAME
 drop_in_dir=$install_dir/fpga-sw
 drop_in=$drop_in_dir/$DROP_IN_NAME
+# Left in $releases when this installer made $drop_in_dir, which uninstall then removes.
+made_drop_in_dir=$releases/.made-fpga-sw
+crio_config=$root/etc/crio/crio.conf
+crio_config_dir=$root/etc/crio/crio.conf.d
+CRIO_DEFAULT_HOOKS_DIR=/usr/share/containers/oci/hooks.d
+# Where a hooks.d file of ours may be from an earlier install: the directories
+# podman, CRI-O and OpenShift's CRI-O read, beside CRI-O's own hooks_dir.
+KNOWN_HOOKS_DIRS="/etc/containers/oci/hooks.d
+/run/containers/oci/hooks.d
+$CRIO_DEFAULT_HOOKS_DIR"
+
+# Set by read_crio_hooks_dirs: CRI-O's hooks_dir (node paths, one a line), and why.
+crio_hooks_dirs=
+crio_hooks_source=
+hooks_dir=
 
 # Temporary paths, removed on exit if a step failed before renaming them.
 staging=
@@ -131,8 +159,65 @@ remove_old_releases() {
     done
 }
 
+# Fills crio_hooks_dirs and crio_hooks_source; with no usable Python (an
+# uninstall with nothing installed) only when $1 is "required" does it fail.
+read_crio_hooks_dirs() {
+    python=
+    for candidate in "$current/bin/python3" "$PAYLOAD_DIR/bin/python3"; do
+        if [ -x "$candidate" ]; then
+            python=$candidate
+            break
+        fi
+    done
+    if [ -z "$python" ]; then
+        [ "$1" = required ] && die "no Python in $current or $PAYLOAD_DIR to read CRI-O's config"
+        log "no Python to read CRI-O's config with: looking only in the usual hooks directories"
+        return
+    fi
+    output=$("$python" -I -m fpga_crihook.engineconfig "$crio_config" "$crio_config_dir") \
+        || die "cannot read CRI-O's hooks_dir (CRI-O itself would not start with that config)"
+    crio_hooks_source=$(printf '%s\n' "$output" | sed -n 1p)
+    crio_hooks_dirs=$(printf '%s\n' "$output" | sed 1d)
+}
+
+listed_hooks_dirs() {
+    printf '%s\n' "$crio_hooks_dirs" | awk 'NR > 1 { printf ", " } { printf "%s", $0 }'
+}
+
+# The first of CRI-O's hooks directories that exists on the node and can be
+# written: CRI-O creates the listed ones when it starts, and a read-only one
+# (OpenShift's /usr) is skipped. Only CRI-O's default is created here, for a
+# node whose CRI-O has no config (or has not run yet).
+choose_hooks_dir() {
+    read_crio_hooks_dirs required
+    if [ "$crio_hooks_dirs" = "$CRIO_DEFAULT_HOOKS_DIR" ] \
+        && [ ! -e "$crio_config" ] && [ ! -e "$crio_config_dir" ]; then
+        mkdir -p "$root$CRIO_DEFAULT_HOOKS_DIR"
+    fi
+    log "CRI-O reads hooks.d files from: $(listed_hooks_dirs) ($crio_hooks_source)"
+    saved_ifs=$IFS
+    IFS='
+'
+    set -f
+    for directory in $crio_hooks_dirs; do
+        probe=$root$directory/.$HOOK_FILE_NAME.tmp
+        if [ -d "$root$directory" ] && (: > "$probe") 2>/dev/null; then
+            rm -f "$probe"
+            hooks_dir=$directory
+            break
+        fi
+        log "skipping $directory: not a directory this installer can write to"
+    done
+    set +f
+    IFS=$saved_ifs
+    [ -n "$hooks_dir" ] || die "none of CRI-O's hooks directories can be written here: \
+$(listed_hooks_dirs) (mount one into the installer, or create it)"
+    log "writing the hooks.d file to $hooks_dir: the first of them it can write"
+}
+
 install_hook_file() {
-    hook_tmp=$hooks_dir/.$HOOK_FILE_NAME.tmp
+    hook_file=$root$hooks_dir/$HOOK_FILE_NAME
+    hook_tmp=$root$hooks_dir/.$HOOK_FILE_NAME.tmp
     rm -f "$hook_tmp"
     if cmp -s "$HOOK_JSON" "$hook_file"; then
         log "$hook_file is up to date"
@@ -145,9 +230,34 @@ install_hook_file() {
     log "wrote $hook_file"
 }
 
+# Our hooks.d file in every hooks directory but $1 ("": all of them); $2 says why.
+remove_hook_files() {
+    keep=$1
+    saved_ifs=$IFS
+    IFS='
+'
+    set -f
+    for directory in $crio_hooks_dirs $KNOWN_HOOKS_DIRS; do
+        old=$root$directory/$HOOK_FILE_NAME
+        if [ "$directory" = "$keep" ] || { [ ! -e "$old" ] && [ ! -L "$old" ]; }; then
+            continue
+        fi
+        if rm -f "$old" 2>/dev/null; then
+            log "removed $old$2"
+        else
+            log "warning: cannot remove $old: a runtime reading it runs the hook from it"
+        fi
+    done
+    set +f
+    IFS=$saved_ifs
+}
+
 # The drop-in is a symlink into the current release, placed with one rename.
 install_drop_in() {
-    mkdir -p "$drop_in_dir"
+    if [ ! -d "$drop_in_dir" ]; then
+        mkdir -p "$drop_in_dir"
+        : > "$made_drop_in_dir"
+    fi
     if [ -L "$drop_in" ] && [ "$(readlink "$drop_in")" = "$DROP_IN_TARGET" ]; then
         log "$drop_in is up to date"
         return
@@ -171,35 +281,36 @@ remove_drop_in() {
     fi
 }
 
-remove_hook_file() {
-    if [ -e "$hook_file" ]; then
-        rm -f "$hook_file"
-        log "removed $hook_file (HOOK_MODE=$HOOK_MODE: the CDI spec runs the hook)"
-    fi
-}
-
 install() {
     check_sources
-    mkdir -p "$releases" "$hooks_dir"
+    mkdir -p "$releases"
     adopt_plain_directory
     install_payload
     remove_old_releases
     # Put the new way in place before taking the old one away.
     if [ "$HOOK_MODE" = intel-cdi ]; then
         install_drop_in
-        remove_hook_file
+        read_crio_hooks_dirs required
+        remove_hook_files "" " (HOOK_MODE=intel-cdi: the CDI spec runs the hook)"
     else
+        choose_hooks_dir
         install_hook_file
+        remove_hook_files "$hooks_dir" ": an older copy, which would run the hook a second time"
         remove_drop_in
     fi
     log "done"
 }
 
-# The hooks.d file and the drop-in go first, so the runtime stops calling the
+# The hooks.d files and the drop-in go first, so the runtime stops calling the
 # hook before the program disappears.
 uninstall() {
     remove_drop_in
-    for path in "$hook_file" "$current" "$releases"; do
+    read_crio_hooks_dirs optional
+    remove_hook_files "" ""
+    if [ -e "$made_drop_in_dir" ] && rmdir "$drop_in_dir" 2>/dev/null; then
+        log "removed $drop_in_dir"
+    fi
+    for path in "$current" "$releases"; do
         if [ -e "$path" ] || [ -L "$path" ]; then
             rm -rf "$path"
             log "removed $path"

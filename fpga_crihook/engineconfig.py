@@ -268,8 +268,13 @@ def main(arguments: list[str]) -> int:
         for problem in crio.problems:
             print(f"fpga-crihook: {problem}", file=sys.stderr)
         return 1
-    hooks_dir = crio.hooks_dir if crio is not None else Listed(CRIO_DEFAULT_HOOKS_DIRS, None)
-    print(f"hooks_dir in {hooks_dir.source}" if hooks_dir.source else "CRI-O's default hooks_dir")
+    if crio is None:
+        hooks_dir, source = Listed(CRIO_DEFAULT_HOOKS_DIRS, None), "no CRI-O config: its default"
+    elif crio.hooks_dir.source is None:
+        hooks_dir, source = crio.hooks_dir, "its default: no hooks_dir in its config"
+    else:
+        hooks_dir, source = crio.hooks_dir, f"hooks_dir in {crio.hooks_dir.source}"
+    print(source)
     for directory in hooks_dir.directories:
         print(directory)
     return 0

@@ -10,20 +10,26 @@ import copy
 import json
 import os
 import shlex
+import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from engine import unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOYMENTS = REPO / "deployments"
 KUBERNETES = DEPLOYMENTS / "kubernetes"
 BASE = KUBERNETES / "base"
 INSTALLER = DEPLOYMENTS / "install-on-node.sh"
+BUILD_PAYLOAD = DEPLOYMENTS / "build-payload.sh"
+# Debian's own Python: its standard library holds sitecustomize.py -> /etc/python3.X/...
+DEBIAN_PYTHON = Path("/usr/bin/python3")
 CONTAINERFILE = DEPLOYMENTS / "Containerfile"
 HOOK_JSON = REPO / "hooks.d" / "intel-fpga-crihook.json"
 
@@ -35,8 +41,15 @@ KUSTOMIZATION_NAMES = {"kustomization.yaml", "kustomization.yml", "Kustomization
 # What install-on-node.sh creates under the node's root.
 INSTALLED = Path("opt/intel/fpga-crihook")
 RELEASES = Path("opt/intel/fpga-crihook.d")
-HOOKS_DIR = Path("etc/containers/oci/hooks.d")
-INSTALLED_HOOK_FILE = HOOKS_DIR / "intel-fpga-crihook.json"
+HOOKS_DIR = Path("usr/share/containers/oci/hooks.d")  # CRI-O's default hooks_dir
+HOOK_FILE_NAME = "intel-fpga-crihook.json"
+INSTALLED_HOOK_FILE = HOOKS_DIR / HOOK_FILE_NAME
+ETC_HOOKS_DIR = Path("etc/containers/oci/hooks.d")  # podman's; where older installers wrote
+RUN_HOOKS_DIR = Path("run/containers/oci/hooks.d")
+CRIO_CONFIG = Path("etc/crio/crio.conf")
+CRIO_CONFIG_DIR = Path("etc/crio/crio.conf.d")
+# OpenShift's /etc/crio/crio.conf.d/00-default, as far as hooks go.
+OPENSHIFT_HOOKS_DIRS = [ETC_HOOKS_DIR, RUN_HOOKS_DIR, HOOKS_DIR]
 DROP_IN = Path("opt/intel/fpga-sw/intel-fpga-crihook")  # the path Intel's CDI spec names
 DROP_IN_TARGET = "../fpga-crihook/bin/intel-fpga-crihook"
 OVERLAY = KUBERNETES / "intel-cdi" / "kustomization.yaml"
@@ -148,8 +161,14 @@ def test_init_container_mounts_the_host_paths_the_installer_writes() -> None:
     (installer,) = pod_spec["initContainers"]
     node_root = _env(installer)["NODE_ROOT"]
     mounts = {mount["mountPath"]: host_paths[mount["name"]] for mount in installer["volumeMounts"]}
+    read_only = {mount["mountPath"] for mount in installer["volumeMounts"] if mount.get("readOnly")}
     assert all(mount == node_root + host_path for mount, host_path in mounts.items())
-    assert set(mounts.values()) == {"/" + str(INSTALLED.parent), "/" + str(HOOKS_DIR)}
+    assert set(mounts.values()) == {
+        "/" + str(INSTALLED.parent),
+        *("/" + str(directory) for directory in OPENSHIFT_HOOKS_DIRS),
+        "/etc/crio",  # CRI-O's config: its hooks_dir
+    }
+    assert read_only == {node_root + "/etc/crio"}
 
 
 def test_containers_run_unprivileged_and_limited() -> None:
@@ -176,6 +195,10 @@ def _make_payload(directory: Path, release: str) -> Path:
     drop_in.write_text(f"#!/bin/sh\necho drop-in {release}\n", encoding="utf-8")
     drop_in.chmod(0o755)
     (directory / "bin" / "python").symlink_to(VENV_PYTHON_TARGET)
+    # The installer reads CRI-O's config with the payload's Python: here, the tests' own.
+    python3 = directory / "bin" / "python3"
+    python3.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n', encoding="utf-8")
+    python3.chmod(0o755)
     (directory / "lib").mkdir()
     (directory / "lib" / f"{release}.txt").write_text(release, encoding="utf-8")
     return directory
@@ -386,6 +409,206 @@ def test_installed_hook_file_names_the_installed_program(node_root: Path, tmp_pa
     assert os.access(program, os.X_OK)
 
 
+# --- install-on-node.sh: the hooks directory CRI-O reads -----------------------
+
+
+def _crio_config(node_root: Path, *directories: Path, name: str = "00-default") -> Path:
+    """A drop-in of CRI-O's config listing *directories* (node paths) as its hooks_dir,
+    in the multi-line form CRI-O itself writes."""
+    listed = "".join(f'    "/{directory}",\n' for directory in directories)
+    path = node_root / CRIO_CONFIG_DIR / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"[crio]\n[crio.runtime]\nselinux = true\nhooks_dir = [\n{listed}]\n")
+    for directory in directories:
+        (node_root / directory).mkdir(parents=True, exist_ok=True)  # CRI-O makes them at start
+    return path
+
+
+def _run_with_read_only_usr(
+    node_root: Path, payload: Path, hook_json: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The installer with the node's /usr read-only, as on OpenShift: a bind mount in a
+    mount namespace of its own (root only)."""
+    usr = node_root / "usr"
+    usr.mkdir(exist_ok=True)
+    if os.geteuid() != 0:
+        unavailable("a read-only /usr for the installer needs root (unshare, mount)")
+    script = f'mount --bind -o ro "{usr}" "{usr}" && exec sh "{INSTALLER}" "$@"'
+    env = {
+        "PATH": os.environ["PATH"],
+        "NODE_ROOT": str(node_root),
+        "PAYLOAD_DIR": str(payload),
+        "HOOK_JSON": str(hook_json),
+    }
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_installer_without_a_crio_config_writes_to_crios_default_directory(
+    node_root: Path, tmp_path: Path
+) -> None:
+    output = _install(
+        node_root, _make_payload(tmp_path / "payload", "first"), _make_hook_json(tmp_path / "h")
+    )
+
+    assert (node_root / INSTALLED_HOOK_FILE).is_file()
+    assert not (node_root / ETC_HOOKS_DIR).exists()
+    assert f"CRI-O reads hooks.d files from: /{HOOKS_DIR} (no CRI-O config: its default)" in output
+    assert f"writing the hooks.d file to /{HOOKS_DIR}: the first of them it can write" in output
+
+
+def test_installer_follows_openshifts_crio_config_with_usr_read_only(
+    node_root: Path, tmp_path: Path
+) -> None:
+    config = _crio_config(node_root, *OPENSHIFT_HOOKS_DIRS)
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+
+    result = _run_with_read_only_usr(node_root, _make_payload(tmp_path / "p", "first"), hook_json)
+
+    assert result.returncode == 0, result.stderr
+    assert (node_root / ETC_HOOKS_DIR / HOOK_FILE_NAME).read_bytes() == hook_json.read_bytes()
+    assert not (node_root / RUN_HOOKS_DIR / HOOK_FILE_NAME).exists()
+    assert f"(hooks_dir in {config})" in result.stdout
+
+
+def test_installer_skips_a_listed_directory_it_cannot_write(
+    node_root: Path, tmp_path: Path
+) -> None:
+    _crio_config(node_root, HOOKS_DIR, ETC_HOOKS_DIR)
+
+    result = _run_with_read_only_usr(
+        node_root, _make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h")
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert (node_root / ETC_HOOKS_DIR / HOOK_FILE_NAME).is_file()
+    assert not (node_root / INSTALLED_HOOK_FILE).exists()
+    assert f"skipping /{HOOKS_DIR}: not a directory this installer can write to" in result.stdout
+
+
+def test_installer_writes_where_crios_only_hooks_dir_is(node_root: Path, tmp_path: Path) -> None:
+    elsewhere = Path("var/lib/crio/hooks.d")
+    _crio_config(node_root, elsewhere)
+
+    _install(node_root, _make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h"))
+
+    assert (node_root / elsewhere / HOOK_FILE_NAME).is_file()
+    assert not (node_root / HOOKS_DIR).exists()
+
+
+def test_installer_refuses_when_crios_only_hooks_dir_is_not_there(
+    node_root: Path, tmp_path: Path
+) -> None:
+    """In the DaemonSet a directory that is not mounted is not there: the installer must
+    not report success while CRI-O reads no file of ours."""
+    elsewhere = Path("var/lib/crio/hooks.d")
+    _crio_config(node_root, elsewhere)
+    (node_root / elsewhere).rmdir()
+
+    result = _run_installer(
+        node_root, _make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h")
+    )
+
+    assert result.returncode != 0
+    assert (
+        f"none of CRI-O's hooks directories can be written here: /{elsewhere} (mount one "
+        "into the installer, or create it)"
+    ) in result.stderr
+
+
+def test_installer_refuses_a_crio_config_crio_cannot_read(node_root: Path, tmp_path: Path) -> None:
+    broken = node_root / CRIO_CONFIG
+    broken.parent.mkdir(parents=True)
+    broken.write_text('[crio.runtime]\nhooks_dir = ["/etc/containers/oci/hooks.d"\n')
+
+    result = _run_installer(
+        node_root, _make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h")
+    )
+
+    assert result.returncode != 0
+    assert f"fpga-crihook: {broken} is not valid TOML" in result.stderr
+    assert "cannot read CRI-O's hooks_dir" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_install_removes_an_older_installers_copy_elsewhere(
+    node_root: Path, tmp_path: Path
+) -> None:
+    """podman reads both directories, and would run the hook twice."""
+    old_copy = node_root / ETC_HOOKS_DIR / HOOK_FILE_NAME
+    old_copy.parent.mkdir(parents=True)
+    old_copy.write_text("{}", encoding="utf-8")
+    other_vendor = old_copy.parent / "other-vendor.json"
+    other_vendor.write_text("{}", encoding="utf-8")
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+
+    output = _install(node_root, _make_payload(tmp_path / "p", "first"), hook_json)
+
+    assert not old_copy.exists()
+    assert other_vendor.exists()
+    assert (node_root / INSTALLED_HOOK_FILE).read_bytes() == hook_json.read_bytes()
+    assert f"removed {old_copy}: an older copy, which would run the hook a second time" in output
+
+
+def test_reinstall_under_crios_config_leaves_one_copy(node_root: Path, tmp_path: Path) -> None:
+    _crio_config(node_root, RUN_HOOKS_DIR, ETC_HOOKS_DIR, HOOKS_DIR)
+    payload = _make_payload(tmp_path / "payload", "first")
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    _install(node_root, payload, hook_json)
+
+    output = _install(node_root, payload, hook_json)
+
+    copies = [d for d in OPENSHIFT_HOOKS_DIRS if (node_root / d / HOOK_FILE_NAME).exists()]
+    assert copies == [RUN_HOOKS_DIR]
+    assert f"{node_root / RUN_HOOKS_DIR / HOOK_FILE_NAME} is up to date" in output
+
+
+def test_uninstall_removes_the_hooks_file_from_every_hooks_directory(
+    node_root: Path, tmp_path: Path
+) -> None:
+    elsewhere = Path("var/lib/crio/hooks.d")
+    _crio_config(node_root, elsewhere)
+    payload = _make_payload(tmp_path / "payload", "first")
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    _install(node_root, payload, hook_json)
+    for directory in (ETC_HOOKS_DIR, HOOKS_DIR):  # copies an older installer left
+        (node_root / directory).mkdir(parents=True, exist_ok=True)
+        (node_root / directory / HOOK_FILE_NAME).write_text("{}", encoding="utf-8")
+
+    result = _run_installer(node_root, payload, hook_json, "uninstall")
+
+    assert result.returncode == 0, result.stderr
+    for directory in (elsewhere, ETC_HOOKS_DIR, HOOKS_DIR):
+        assert not (node_root / directory / HOOK_FILE_NAME).exists(), directory
+    assert not (node_root / INSTALLED).exists()
+
+
+def test_uninstall_removes_the_drop_in_directory_only_when_it_made_it(tmp_path: Path) -> None:
+    """A directory Intel's FPGA init container made is not ours to remove, even when empty."""
+    payload = _make_payload(tmp_path / "payload", "first")
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    made, found = tmp_path / "made", tmp_path / "found"
+    (found / DROP_IN.parent).mkdir(parents=True)
+    outputs = []
+    for node_root in (made, found):
+        node_root.mkdir(exist_ok=True)
+        _install(node_root, payload, hook_json, "intel-cdi")
+        result = _run_installer(node_root, payload, hook_json, "uninstall")
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+
+    assert list((made / INSTALLED.parent).iterdir()) == []
+    assert f"removed {made / DROP_IN.parent}" in outputs[0]
+    assert [path.name for path in (found / INSTALLED.parent).iterdir()] == [DROP_IN.parent.name]
+    assert list((found / DROP_IN.parent).iterdir()) == []
+
+
 # --- install-on-node.sh: the drop-in for Intel's CDI spec --------------------
 
 
@@ -525,6 +748,71 @@ def test_intel_cdi_overlay_switches_the_installer_mode() -> None:
     assert "/" + str(DROP_IN.parent.parent) in {
         volume["hostPath"]["path"] for volume in pod_spec["volumes"]
     }
+
+
+# --- build-payload.sh -----------------------------------------------------------
+
+
+def _payload_builder() -> None:
+    """What build-payload.sh needs here: Debian's Python with pip, ldd and patchelf."""
+    missing = [name for name in ("ldd", "patchelf") if shutil.which(name) is None]
+    if not DEBIAN_PYTHON.exists():
+        missing.append(str(DEBIAN_PYTHON))
+    elif subprocess.run(
+        [DEBIAN_PYTHON, "-m", "pip", "--version"], check=False, capture_output=True
+    ).returncode:
+        missing.append("pip for " + str(DEBIAN_PYTHON))
+    if missing:
+        unavailable(
+            f"building a payload needs {', '.join(missing)}: apt-get install -y "
+            "python3-pip patchelf"
+        )
+
+
+def test_payload_built_from_debians_python_holds_no_link_leading_out_of_it(
+    tmp_path: Path,
+) -> None:
+    _payload_builder()
+    project = tmp_path / "project"  # a copy: the build writes build/ into its source
+    project.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, project / name)
+    shutil.copytree(
+        REPO / "fpga_crihook",
+        project / "fpga_crihook",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    prefix = tmp_path / "node" / INSTALLED
+
+    result = subprocess.run(
+        ["sh", str(BUILD_PAYLOAD), str(project)],
+        env={"PATH": os.environ["PATH"], "PREFIX": str(prefix), "PYTHON": str(DEBIAN_PYTHON)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    leaving = {
+        str(link.relative_to(prefix)): os.path.realpath(link)
+        for link in prefix.rglob("*")
+        if link.is_symlink() and not os.path.realpath(link).startswith(f"{prefix}/")
+    }
+    assert leaving == {}
+    [site_customize] = prefix.glob("python/lib/python3.*/sitecustomize.py")
+    node_file = Path("/etc") / site_customize.parent.name / "sitecustomize.py"
+    assert not site_customize.is_symlink()
+    assert site_customize.read_bytes() == node_file.read_bytes()
+    hook = subprocess.run(
+        [prefix / "bin" / "fpga-crihook", "--version"],
+        env={},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (hook.returncode, hook.stdout.split()[-1]) == (0, "0.1.0"), hook.stderr
 
 
 # --- Containerfile ------------------------------------------------------------
