@@ -36,6 +36,16 @@ def _port_and_bundle(
     return card.ports[0], bundle
 
 
+def _request_without_a_port(node: SimNode, tmp_path: Path) -> Path:
+    """A node with a port, and a container asking for AFU_2 but given only /dev/null."""
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    return write_bundle(
+        tmp_path / "bundle",
+        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
+        devices=[{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}],
+    )
+
+
 def _config_only(node: SimNode, log_file: Path) -> dict[str, str]:
     """No setting in the environment: all of them in the node's config file."""
     node.config_file.write_text(
@@ -138,12 +148,7 @@ def test_drop_in_refuses_a_port_without_a_request(node: SimNode, tmp_path: Path)
 
 
 def test_drop_in_refuses_a_request_without_a_port(node: SimNode, tmp_path: Path) -> None:
-    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-    bundle = write_bundle(
-        tmp_path / "bundle",
-        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
-        devices=[{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}],
-    )
+    bundle = _request_without_a_port(node, tmp_path)
 
     result = _drop_in(_config_only(node, tmp_path / "hook.log"), _containerd_state(bundle))
 
@@ -206,12 +211,7 @@ def test_cdi_container_with_a_broken_request_still_fails(node: SimNode, tmp_path
 
 
 def test_cdi_container_without_an_fpga_port_is_told_so(node: SimNode, tmp_path: Path) -> None:
-    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-    bundle = write_bundle(
-        tmp_path / "bundle",
-        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
-        devices=[{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}],
-    )
+    bundle = _request_without_a_port(node, tmp_path)
 
     result = run_cli(["createRuntime", "--cdi"], node.env(), state_json(bundle, annotated=False))
 
