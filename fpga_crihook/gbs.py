@@ -6,6 +6,7 @@ hands back views into that same buffer, so the raw part is never copied.
 """
 
 import dataclasses
+import math
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,31 +23,44 @@ MAX_METADATA_BYTES = 1 << 20
 # whose metadata lacks this JSON integer or holds another one (DESIGN.md section 4).
 METADATA_MAGIC_NO = 488605312  # 0x1D1F8680
 CLOCK_FIELDS = ("clock-frequency-high", "clock-frequency-low")
+_INT64_RANGE = (-(1 << 63), (1 << 63) - 1)
 
 
 class ClockRequest(NamedTuple):
-    """What a GBS asks of one of its port's user clocks (DESIGN.md section 4).
+    """What a GBS asks of one of its port's user clocks.
 
-    OPAE sets the user clocks before programming when the metadata gives a
-    JSON number (MHz) for either clock; ``"auto"`` and ``"auto-<n>"`` are
-    strings, which it reads as "nothing to set".
+    OPAE's xfpga plugin (reconf.c, xfpga_fpgaReconfigureSlot) sets the user
+    clocks before programming when either frequency, as its read_gbs_metadata
+    holds it, is above 0: 0 and negative numbers mean "no clock", and so do
+    the strings ``"auto"`` and ``"auto-<n>"`` (it reads them as 0).
     """
 
     field: str
-    value: str | float | None  # None: the field is absent
+    value: str | float | None  # as written; None: the field is absent
 
     @property
-    def mhz(self) -> float | None:
-        """The frequency to set, or ``None`` when the clock is left alone."""
-        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
-            return None
-        return float(self.value)
+    def opae_mhz(self) -> int:
+        """The frequency xfpga's read_gbs_metadata holds: 0 for a string or an absent field.
+
+        It takes ``json_object_get_int64`` of the number (a fraction cut off, values beyond
+        64 bits clamped) into a C ``int``, which keeps the low 32 bits: 312.5 is 312, 0.5 is 0.
+        """
+        if isinstance(self.value, str) or self.value is None:
+            return 0
+        wide = min(max(math.trunc(self.value), _INT64_RANGE[0]), _INT64_RANGE[1])
+        return (wide + (1 << 31)) % (1 << 32) - (1 << 31)
+
+    @property
+    def asks_for_clock(self) -> bool:
+        """True when OPAE sets this clock before programming."""
+        return self.opae_mhz > 0
 
     def __str__(self) -> str:
         if self.value is None:
             return "-"
-        mhz = self.mhz
-        return str(self.value) if mhz is None else f"{mhz:g} MHz"
+        if isinstance(self.value, str):
+            return self.value
+        return f"{self.value} MHz" if self.asks_for_clock else f"{self.value} (no clock)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +87,7 @@ class GbsMetadata:
     @property
     def sets_user_clocks(self) -> bool:
         """True when programming must first set the port's user clocks, as OPAE does."""
-        return any(clock.mhz is not None for clock in self.clocks)
+        return any(clock.asks_for_clock for clock in self.clocks)
 
 
 class GbsImage(NamedTuple):

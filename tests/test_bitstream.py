@@ -149,17 +149,39 @@ def test_a_gbs_without_opaes_magic_no_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("high", "low", "shown", "sets_clocks"),
+    ("high", "low", "shown", "opae_mhz", "sets_clocks"),
     [
-        ("auto", "auto", ["auto", "auto"], False),
-        ("auto-312", "auto-156.25", ["auto-312", "auto-156.25"], False),
-        (312, "auto", ["312 MHz", "auto"], True),
-        ("auto", 156.25, ["auto", "156.25 MHz"], True),
-        (None, None, ["-", "-"], False),
+        ("auto", "auto", ["auto", "auto"], [0, 0], False),
+        ("auto-312", "auto-156.25", ["auto-312", "auto-156.25"], [0, 0], False),
+        (312, "auto", ["312 MHz", "auto"], [312, 0], True),
+        ("auto", 156.25, ["auto", "156.25 MHz"], [0, 156], True),
+        (None, None, ["-", "-"], [0, 0], False),
+        (0, 0, ["0 (no clock)", "0 (no clock)"], [0, 0], False),
+        (0, 100, ["0 (no clock)", "100 MHz"], [0, 100], True),
+        (-5, "auto", ["-5 (no clock)", "auto"], [-5, 0], False),
+        (0.5, "auto", ["0.5 (no clock)", "auto"], [0, 0], False),  # xfpga cuts the fraction
+        (4294967296, 0, ["4294967296 (no clock)", "0 (no clock)"], [0, 0], False),  # a C int
+    ],
+    ids=[
+        "auto",
+        "auto-n",
+        "high-int",
+        "low-float",
+        "absent",
+        "zero",
+        "high-zero-low-set",
+        "negative",
+        "below-1",
+        "beyond-c-int",
     ],
 )
 def test_the_user_clocks_a_gbs_asks_for(
-    tmp_path: Path, high: object, low: object, shown: list[str], sets_clocks: bool
+    tmp_path: Path,
+    high: object,
+    low: object,
+    shown: list[str],
+    opae_mhz: list[int],
+    sets_clocks: bool,
 ) -> None:
     document = _metadata(**{"clock-frequency-high": high, "clock-frequency-low": low})
     for field, value in (("clock-frequency-high", high), ("clock-frequency-low", low)):
@@ -169,6 +191,7 @@ def test_the_user_clocks_a_gbs_asks_for(
     path.write_bytes(gbs_bytes(metadata=document))
     with open_bitstream(path, BitstreamKind.GBS, None) as bitstream:
         assert [str(clock) for clock in bitstream.metadata.clocks] == shown
+        assert [clock.opae_mhz for clock in bitstream.metadata.clocks] == opae_mhz
         assert bitstream.metadata.sets_user_clocks is sets_clocks
 
 

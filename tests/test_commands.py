@@ -5,6 +5,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aocxfiles import aocx_bytes
@@ -235,6 +236,53 @@ def test_every_entry_point_refuses_a_gbs_without_opaes_magic_no(
     )
     assert card.ports[0].afu_id() == AFU_1
     assert not (tmp_path / "other-store").exists()
+
+
+def _entry_point(command: str, gbs: Path, tmp_path: Path) -> list[str]:
+    """The arguments that make *command* read *gbs* (prestart: from the node's store)."""
+    return {
+        "gbs-info": ["gbs-info", str(gbs)],
+        "install": ["--bitstreams", str(tmp_path / "other-store"), "install", str(gbs)],
+        "program": ["program", "--port", "dfl-port.0", str(gbs)],
+        "prestart": ["prestart"],
+    }[command]
+
+
+def _requesting_afu_2(node: SimNode, tmp_path: Path, document: dict[str, Any]) -> SimCard:
+    """A card with AFU_1 on dfl-port.0, a bundle asking for AFU_2 there, and *document*'s
+    GBS in the store as AFU_2's."""
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    gbs = node.store / REGION_A / f"{AFU_2}.gbs"
+    gbs.parent.mkdir(parents=True)
+    gbs.write_bytes(gbs_bytes(metadata=document))
+    write_bundle(
+        tmp_path / "bundle",
+        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
+        devices=[card.ports[0].device()],
+    )
+    return card
+
+
+@pytest.mark.parametrize("command", ["gbs-info", "install", "program", "prestart"])
+def test_a_clock_frequency_of_0_asks_for_no_user_clock_in_every_entry_point(
+    node: SimNode, tmp_path: Path, command: str
+) -> None:
+    document = gbs_metadata(REGION_A, AFU_2)
+    document["afu-image"].update({"clock-frequency-high": 0, "clock-frequency-low": 0})
+    card = _requesting_afu_2(node, tmp_path, document)
+    gbs = node.store / REGION_A / f"{AFU_2}.gbs"
+
+    result = run_cli(
+        _entry_point(command, gbs, tmp_path), node.env(), state_json(tmp_path / "bundle")
+    )
+
+    assert result.returncode == 0, result.stderr
+    if command == "gbs-info":
+        assert "user clocks:    high 0 (no clock), low 0 (no clock)" in result.stdout
+    elif command == "install":
+        assert (tmp_path / "other-store" / REGION_A / f"{AFU_2}.gbs").is_file()
+    else:  # programmed by the sim programmer, which refuses to set user clocks
+        assert card.ports[0].afu_id() == AFU_2
 
 
 def test_gbs_info_on_an_invalid_file_is_one_error(node: SimNode, tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def text(info: BitstreamInfo) -> str:
 
 
 def _sets_clocks(info: BitstreamInfo) -> bool:
-    return any(clock.mhz is not None for clock in info.clocks)
+    return any(clock.asks_for_clock for clock in info.clocks)
 
 
 def _clocks_text(info: BitstreamInfo) -> str:
