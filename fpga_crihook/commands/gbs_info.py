@@ -1,7 +1,9 @@
 """What a GBS or AOCX file holds, as the ``gbs-info`` command shows it.
 
 The file is validated exactly as the hook would (schema, IDs, a raw
-bitstream present); only the store confinement does not apply.
+bitstream present); only the store confinement does not apply. A file that
+breaks a rule of OPAE's runtime is still shown, with the rules it breaks in
+``opae_refusal``; the command then fails, as the hook would.
 """
 
 import dataclasses
@@ -10,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fpga_crihook.bitstream import detect_kind, inspect_bitstream
+from fpga_crihook.bitstream import detect_kind, read_bitstream_facts
 from fpga_crihook.commands import tables
 from fpga_crihook.gbs import GBS_HEADER, ClockRequest
 from fpga_crihook.store import BitstreamKind
@@ -32,12 +34,13 @@ class BitstreamInfo:
     raw_bytes: int
     details: Mapping[str, str]  # AOCX text sections: board, target, version, hash, ...
     clocks: tuple[ClockRequest, ...] = ()  # user clocks high, low
+    opae_refusal: str | None = None  # why OPAE's runtime would refuse the file
 
 
 def describe(path: Path) -> BitstreamInfo:
-    """Open and validate *path*; raise :class:`BitstreamError` when it is not usable."""
+    """Open and validate *path*; raise :class:`BitstreamError` when it cannot be shown."""
     kind = detect_kind(path)
-    bitstream = inspect_bitstream(path, kind, None)
+    bitstream = read_bitstream_facts(path, kind, None)
     metadata = bitstream.metadata
     return BitstreamInfo(
         path=path,
@@ -52,6 +55,7 @@ def describe(path: Path) -> BitstreamInfo:
         raw_bytes=bitstream.raw_size,
         details=dict(bitstream.details),
         clocks=metadata.clocks,
+        opae_refusal=bitstream.opae_refusal,
     )
 
 
@@ -74,6 +78,7 @@ def as_json(info: BitstreamInfo) -> dict[str, Any]:
             "low": info.clocks[1].value if info.clocks else None,
             "set_before_programming": _sets_clocks(info),
         },
+        "opae_refusal": info.opae_refusal,
     }
 
 
@@ -82,7 +87,7 @@ def text(info: BitstreamInfo) -> str:
     pairs = [
         ("file", str(info.path)),
         ("kind", str(info.kind)),
-        ("interface id", info.interface_id or "- (no afu-image.interface-uuid)"),
+        ("interface id", info.interface_id or "-"),
         ("afu id" if info.kind is BitstreamKind.GBS else "board afu id", ", ".join(info.afu_ids)),
         ("name", ", ".join(info.names)),
         ("platform", info.platform_name or "-"),
