@@ -436,9 +436,10 @@ def gbs_info(file: Path, as_json: bool) -> None:
     """Show what a GBS or AOCX bitstream holds, after validating it like the hook.
 
     Kind, interface ID, AFU ID(s), accelerator name(s), platform, the user
-    clocks it asks for, sizes (file, metadata, raw bitstream) and, for an
-    AOCX, its board, target, version and hash. A file OPAE's runtime would
-    refuse is shown, then the command fails with the rules it breaks.
+    clocks it asks for, power, magic-no, sizes (file, metadata, raw
+    bitstream) and, for an AOCX, its board, target, version and hash. A
+    file OPAE's runtime would refuse is shown, then the command fails with
+    the rules it breaks.
 
     \b
     Example:

@@ -116,6 +116,16 @@ class GbsMetadata:
         """True when programming must first set the port's user clocks, as OPAE does."""
         return any(clock.asks_for_clock for clock in self.clocks)
 
+    @property
+    def power(self) -> Any:
+        """``afu-image.power`` as written (watts; None when absent): OPAE does not act on it."""
+        return self.document["afu-image"].get("power")
+
+    @property
+    def magic_no(self) -> Any:
+        """``afu-image.magic-no`` as written (None when absent)."""
+        return self.document["afu-image"].get("magic-no")
+
 
 class GbsImage(NamedTuple):
     """A parsed GBS: its metadata, the metadata's length, and a view of the raw part."""

@@ -153,6 +153,8 @@ def test_gbs_info_shows_ids_names_and_sizes(node: SimNode) -> None:
         "name": "nlb_0",
         "platform": "simulated",
         "user clocks": "high auto, low auto",
+        "power": "0 W",
+        "magic-no": "488605312",
         "file size": f"{gbs.stat().st_size} bytes",
         "metadata": f"{metadata_size} bytes",
         "raw bitstream": "1000 bytes",
@@ -205,6 +207,30 @@ def test_gbs_info_shows_the_user_clocks_the_bitstream_asks_for(
         "(set before programming: only the fpgaconf programmer does that)"
     ) in text.stdout.splitlines()
     assert info["user_clocks"] == {"high": 312, "low": "auto-156", "set_before_programming": True}
+
+
+@pytest.mark.parametrize(
+    ("power", "shown", "as_json"),
+    [(12.5, "12.5 W", 12.5), (None, "-", None), ("high", '"high"', "high")],
+    ids=["watts", "absent", "not-a-number"],
+)
+def test_gbs_info_shows_power_and_magic_no_as_written(
+    node: SimNode, tmp_path: Path, power: object, shown: str, as_json: object
+) -> None:
+    document = gbs_metadata(REGION_A, AFU_1)
+    document["afu-image"]["power"] = power
+    if power is None:
+        del document["afu-image"]["power"]
+    gbs = tmp_path / "powered.gbs"
+    gbs.write_bytes(gbs_bytes(metadata=document))
+
+    text = _cli(node, "gbs-info", str(gbs))
+    info = json.loads(_cli(node, "gbs-info", "--json", str(gbs)).stdout)
+
+    assert text.returncode == 0, text.stderr
+    assert f"power:          {shown}" in text.stdout.splitlines()
+    assert "magic-no:       488605312" in text.stdout.splitlines()
+    assert (info["power"], info["magic_no"], info["opae_refusal"]) == (as_json, 488605312, None)
 
 
 def _entry_point(command: str, gbs: Path, tmp_path: Path) -> list[str]:

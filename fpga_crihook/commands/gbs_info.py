@@ -7,6 +7,7 @@ breaks a rule of OPAE's runtime is still shown, with the rules it breaks in
 """
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,8 @@ class BitstreamInfo:
     raw_bytes: int
     details: Mapping[str, str]  # AOCX text sections: board, target, version, hash, ...
     clocks: tuple[ClockRequest, ...] = ()  # user clocks high, low
+    power: Any = None  # afu-image.power as written (None: absent)
+    magic_no: Any = None  # afu-image.magic-no as written (None: absent)
     opae_refusal: str | None = None  # why OPAE's runtime would refuse the file
 
 
@@ -55,6 +58,8 @@ def describe(path: Path) -> BitstreamInfo:
         raw_bytes=bitstream.raw_size,
         details=dict(bitstream.details),
         clocks=metadata.clocks,
+        power=metadata.power,
+        magic_no=metadata.magic_no,
         opae_refusal=bitstream.opae_refusal,
     )
 
@@ -78,6 +83,8 @@ def as_json(info: BitstreamInfo) -> dict[str, Any]:
             "low": info.clocks[1].value if info.clocks else None,
             "set_before_programming": _sets_clocks(info),
         },
+        "power": info.power,
+        "magic_no": info.magic_no,
         "opae_refusal": info.opae_refusal,
     }
 
@@ -92,6 +99,8 @@ def text(info: BitstreamInfo) -> str:
         ("name", ", ".join(info.names)),
         ("platform", info.platform_name or "-"),
         ("user clocks", _clocks_text(info)),
+        ("power", _as_written(info.power) + (" W" if _is_number(info.power) else "")),
+        ("magic-no", _as_written(info.magic_no)),
         ("file size", _bytes(info.file_bytes)),
     ]
     if info.kind is BitstreamKind.AOCX:
@@ -110,6 +119,18 @@ def _clocks_text(info: BitstreamInfo) -> str:
     if _sets_clocks(info):
         text += " (set before programming: only the fpgaconf programmer does that)"
     return text or "-"
+
+
+def _as_written(value: Any) -> str:
+    """A metadata value as JSON text ("-" when absent), cut short."""
+    if value is None:
+        return "-"
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _bytes(count: int) -> str:
