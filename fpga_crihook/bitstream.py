@@ -50,6 +50,15 @@ class BitstreamFacts:
     details: Mapping[str, str]  # an AOCX's text sections (board, target, ...)
 
     @property
+    def opae_refusal(self) -> str | None:
+        """Why OPAE's runtime would refuse to program this file, in a sentence; None if not."""
+        reasons = self.metadata.opae_refusals
+        if not reasons:
+            return None
+        what = "this GBS" if self.kind is BitstreamKind.GBS else "the GBS in this AOCX"
+        return f"{self.source}: OPAE's runtime would refuse {what}: {'; '.join(reasons)}"
+
+    @property
     def interface_id(self) -> str:
         """The region interface ID the bitstream was built for (required to program)."""
         if self.metadata.interface_id is None:
@@ -102,9 +111,18 @@ def detect_kind(path: Path) -> BitstreamKind:
 def inspect_bitstream(path: Path, kind: BitstreamKind, store: Path | None) -> BitstreamFacts:
     """Validate a bitstream file's header and metadata; with *store*, it must resolve inside.
 
-    For a GBS file the raw part is not read; an AOCX is inflated (its
-    metadata is inside the compressed GBS) and the image dropped.
+    A file OPAE's runtime would refuse is refused. For a GBS file the raw
+    part is not read; an AOCX is inflated (its metadata is inside the
+    compressed GBS) and the image dropped.
     """
+    facts = read_bitstream_facts(path, kind, store)
+    _refuse_what_opae_refuses(facts)
+    return facts
+
+
+def read_bitstream_facts(path: Path, kind: BitstreamKind, store: Path | None) -> BitstreamFacts:
+    """:func:`inspect_bitstream`, but a file OPAE's runtime would refuse is returned, with the
+    reasons in ``opae_refusal``: for a command that shows such a file, never to program it."""
     if kind is BitstreamKind.AOCX:
         with _open_aocx_file(path, store) as bitstream:
             return _facts(bitstream)
@@ -126,10 +144,12 @@ def inspect_bitstream(path: Path, kind: BitstreamKind, store: Path | None) -> Bi
 def open_bitstream(path: Path, kind: BitstreamKind, store: Path | None) -> Iterator[Bitstream]:
     """Read a bitstream file into a private snapshot and validate it from there.
 
-    With *store*, the file must resolve inside the store.
+    With *store*, the file must resolve inside the store. A file OPAE's
+    runtime would refuse is refused.
     """
     opener = _open_aocx_file if kind is BitstreamKind.AOCX else _open_gbs_file
     with opener(path, store) as bitstream:
+        _refuse_what_opae_refuses(bitstream)
         yield bitstream
 
 
@@ -267,6 +287,11 @@ def _changed_size(path: Path) -> BitstreamError:
         f"{path} changed size while it was being read: refusing a bitstream that is "
         "being written or truncated (try again once it is complete)"
     )
+
+
+def _refuse_what_opae_refuses(facts: BitstreamFacts) -> None:
+    if facts.opae_refusal is not None:
+        raise BitstreamError(facts.opae_refusal)
 
 
 def _facts(bitstream: Bitstream) -> BitstreamFacts:

@@ -21,7 +21,7 @@ from click.core import ParameterSource
 
 from fpga_crihook import logs, nodeconfig
 from fpga_crihook.deadline import DEFAULT_DEADLINE, Deadline
-from fpga_crihook.errors import HookError, InputError, SettingsError
+from fpga_crihook.errors import BitstreamError, HookError, InputError, SettingsError
 from fpga_crihook.settings import ProgrammerKind, Settings, ensure_path_variable
 
 if TYPE_CHECKING:
@@ -447,8 +447,10 @@ def gbs_info(file: Path, as_json: bool) -> None:
     """Show what a GBS or AOCX bitstream holds, after validating it like the hook.
 
     Kind, interface ID, AFU ID(s), accelerator name(s), platform, the user
-    clocks it asks for, sizes (file, metadata, raw bitstream) and, for an
-    AOCX, its board, target, version and hash.
+    clocks it asks for, power, magic-no, sizes (file, metadata, raw
+    bitstream) and, for an AOCX, its board, target, version and hash. A
+    file OPAE's runtime would refuse is shown, then the command fails with
+    the rules it breaks.
 
     \b
     Example:
@@ -458,6 +460,8 @@ def gbs_info(file: Path, as_json: bool) -> None:
 
     info = showing.describe(file)
     _echo(showing.as_json(info) if as_json else showing.text(info))
+    if info.opae_refusal is not None:
+        raise BitstreamError(info.opae_refusal)
 
 
 @cli.command("program")

@@ -1,11 +1,22 @@
-"""The GBS format (OPAE "green bitstream", DESIGN.md section 4): header, metadata, raw part.
+"""The GBS format (OPAE "green bitstream"): header, metadata, raw part.
 
 This module knows one file format and nothing of the store, of AOCX files
 or of how the bytes reached memory: it parses an image held in a buffer and
 hands back views into that same buffer, so the raw part is never copied.
+
+A GBS is checked at two levels. The JSON Schema shipped in the package holds
+what this program needs to make sense of a file at all (clusters with IDs
+and names, clocks it can read); a file that breaks it is refused everywhere.
+On top of that come the rules OPAE's runtime enforces (fpgaconf reads a GBS
+with ``opae-libs/libbitstream``, then programs it through the xfpga plugin,
+``opae-libs/plugins/xfpga``): a file that breaks one of those is still shown
+by ``gbs-info``, with the rules it breaks, but never installed or programmed.
 """
 
 import dataclasses
+import json
+import math
+import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,46 +28,76 @@ from fpga_crihook.ids import InvalidIdError, canonical_id
 
 GBS_MAGIC = b"XeonFPGA\xb7GBSv001"
 GBS_HEADER = struct.Struct("<16sI")  # magic, u32 metadata length (little endian)
-MAX_METADATA_BYTES = 1 << 20
-# afu-image.magic-no: OPAE (libbitstream's metadata reader, the xfpga plugin) refuses a GBS
-# whose metadata lacks this JSON integer or holds another one (DESIGN.md section 4).
-METADATA_MAGIC_NO = 488605312  # 0x1D1F8680
+MAX_METADATA_BYTES = 1 << 20  # what this program reads at all; OPAE's own limit is below
 CLOCK_FIELDS = ("clock-frequency-high", "clock-frequency-low")
+
+# OPAE's runtime rules, from its sources (opae-sdk 2.0.4's opae-libs). libbitstream bitstream.c,
+# opae_bitstream_parse_metadata: "version" a JSON integer, 1 or 640 or 650 (which GBS files of
+# the BBS 6.4.0 and 6.5.0 era carry by mistake; the one v1 reader reads them all).
+# metadatav1.c, opae_bitstream_parse_afu_image_v1 and _accelerator_cluster_v1: "magic-no" the
+# JSON integer 0x1D1F8680; "interface-uuid" a string libuuid's uuid_parse takes (36 characters,
+# dashes at 8, 13, 18 and 23, hex digits elsewhere); every cluster's "total-contexts" a JSON
+# integer. xfpga bitstream.c, validate_bitstream_metadata and read_gbs_metadata: metadata
+# shorter than METADATA_MAX_LEN, 8192 bytes. Both parse with json-c, whose tokenizer refuses
+# objects and arrays nested 32 deep (JSON_TOKENER_DEFAULT_DEPTH). Neither refuses anything
+# about "power": libbitstream reads a number, or 0; nothing acts on it.
+OPAE_VERSIONS = (1, 640, 650)
+METADATA_MAGIC_NO = 488605312  # 0x1D1F8680
+OPAE_METADATA_LIMIT = 8192
+JSON_C_DEPTH_LIMIT = 32
+_UUID_PARSE_FORM = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_ABSENT = object()  # a field that is not there, unlike one that holds JSON null
+_INT64_RANGE = (-(1 << 63), (1 << 63) - 1)
 
 
 class ClockRequest(NamedTuple):
-    """What a GBS asks of one of its port's user clocks (DESIGN.md section 4).
+    """What a GBS asks of one of its port's user clocks.
 
-    OPAE sets the user clocks before programming when the metadata gives a
-    JSON number (MHz) for either clock; ``"auto"`` and ``"auto-<n>"`` are
-    strings, which it reads as "nothing to set".
+    OPAE's xfpga plugin (reconf.c, xfpga_fpgaReconfigureSlot) sets the user
+    clocks before programming when either frequency, as its read_gbs_metadata
+    holds it, is above 0: 0 and negative numbers mean "no clock", and so do
+    the strings ``"auto"`` and ``"auto-<n>"`` (it reads them as 0).
     """
 
     field: str
-    value: str | float | None  # None: the field is absent
+    value: str | float | None  # as written; None: the field is absent
 
     @property
-    def mhz(self) -> float | None:
-        """The frequency to set, or ``None`` when the clock is left alone."""
-        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
-            return None
-        return float(self.value)
+    def opae_mhz(self) -> int:
+        """The frequency xfpga's read_gbs_metadata holds: 0 for a string or an absent field.
+
+        It takes ``json_object_get_int64`` of the number (a fraction cut off, values beyond
+        64 bits clamped) into a C ``int``, which keeps the low 32 bits: 312.5 is 312, 0.5 is 0.
+        """
+        if isinstance(self.value, str) or self.value is None:
+            return 0
+        wide = min(max(math.trunc(self.value), _INT64_RANGE[0]), _INT64_RANGE[1])
+        return (wide + (1 << 31)) % (1 << 32) - (1 << 31)
+
+    @property
+    def asks_for_clock(self) -> bool:
+        """True when OPAE sets this clock before programming."""
+        return self.opae_mhz > 0
 
     def __str__(self) -> str:
         if self.value is None:
             return "-"
-        mhz = self.mhz
-        return str(self.value) if mhz is None else f"{mhz:g} MHz"
+        if isinstance(self.value, str):
+            return self.value
+        return f"{self.value} MHz" if self.asks_for_clock else f"{self.value} (no clock)"
 
 
 @dataclasses.dataclass(frozen=True)
 class GbsMetadata:
-    """The validated metadata block of a GBS file."""
+    """The metadata block of a GBS file, valid against the schema."""
 
     document: Mapping[str, Any]
-    interface_id: str | None
+    interface_id: str | None  # None: no afu-image.interface-uuid that reads as an ID
     afu_ids: tuple[str, ...]
     names: tuple[str, ...]
+    opae_refusals: tuple[str, ...]  # the OPAE runtime rules it breaks, as clauses
 
     @property
     def platform_name(self) -> str | None:
@@ -73,7 +114,17 @@ class GbsMetadata:
     @property
     def sets_user_clocks(self) -> bool:
         """True when programming must first set the port's user clocks, as OPAE does."""
-        return any(clock.mhz is not None for clock in self.clocks)
+        return any(clock.asks_for_clock for clock in self.clocks)
+
+    @property
+    def power(self) -> Any:
+        """``afu-image.power`` as written (watts; None when absent): OPAE does not act on it."""
+        return self.document["afu-image"].get("power")
+
+    @property
+    def magic_no(self) -> Any:
+        """``afu-image.magic-no`` as written (None when absent)."""
+        return self.document["afu-image"].get("magic-no")
 
 
 class GbsImage(NamedTuple):
@@ -126,22 +177,103 @@ def metadata_length(header: bytes | memoryview, image_size: int, source: Path) -
 
 
 def parse_metadata(raw: bytes, source: Path) -> GbsMetadata:
-    """Decode, validate (JSON Schema shipped in the package) and extract the IDs."""
+    """Decode, validate (JSON Schema shipped in the package), extract the IDs, and list
+    the OPAE runtime rules the metadata breaks (not refused here: see :func:`opae_refusals`)."""
     try:
         document = jsondocs.decode(raw)
     except jsondocs.JsonProblem as problem:
         raise BitstreamError(f"{source}: the GBS metadata {problem}") from None
     _validate_against_schema(document, source)
-    image = document["afu-image"]
-    _check_magic_no(image.get("magic-no"), source)
-    clusters = image["accelerator-clusters"]
-    interface = image.get("interface-uuid")
+    clusters = document["afu-image"]["accelerator-clusters"]
     return GbsMetadata(
         document=document,
-        interface_id=None if interface is None else _metadata_id(interface, source),
+        interface_id=_interface_id(document["afu-image"].get("interface-uuid")),
         afu_ids=tuple(_metadata_id(c["accelerator-type-uuid"], source) for c in clusters),
         names=tuple(cluster["name"] for cluster in clusters),
+        opae_refusals=opae_refusals(document, len(raw)),
     )
+
+
+def opae_refusals(document: Mapping[str, Any], size: int) -> tuple[str, ...]:
+    """Why OPAE's runtime would refuse a GBS whose metadata (*size* bytes) is *document*.
+
+    Each reason is a clause naming the field and the rule ("version must be ...");
+    none when OPAE would read the file. *document* is valid against the schema.
+    """
+    image = document["afu-image"]
+    magic = f"the JSON integer {METADATA_MAGIC_NO} (0x{METADATA_MAGIC_NO:08X})"
+    reasons = [
+        _size_reason(size),
+        _depth_reason(document),
+        _integer_reason(document, "version", "the JSON integer 1, 640 or 650", OPAE_VERSIONS),
+        _integer_reason(image, "magic-no", magic, (METADATA_MAGIC_NO,), within="afu-image."),
+        _uuid_reason(image),
+    ]
+    for index, cluster in enumerate(image["accelerator-clusters"]):
+        within = f"afu-image.accelerator-clusters[{index}]."
+        reasons.append(_integer_reason(cluster, "total-contexts", "a JSON integer", within=within))
+    return tuple(reason for reason in reasons if reason)
+
+
+def _size_reason(size: int) -> str | None:
+    if size < OPAE_METADATA_LIMIT:
+        return None
+    return f"the metadata must be shorter than {OPAE_METADATA_LIMIT} bytes, not {size}"
+
+
+def _depth_reason(document: Any) -> str | None:
+    depth, level = 0, [document]
+    while level := [value for value in level if isinstance(value, dict | list)]:
+        depth += 1
+        level = [child for value in level for child in _children(value)]
+    if depth < JSON_C_DEPTH_LIMIT:
+        return None
+    return (
+        f"the metadata must nest JSON objects and arrays fewer than {JSON_C_DEPTH_LIMIT} "
+        f"deep (json-c's limit), not {depth}"
+    )
+
+
+def _children(container: dict[str, Any] | list[Any]) -> list[Any]:
+    return list(container.values()) if isinstance(container, dict) else container
+
+
+def _integer_reason(
+    parent: Mapping[str, Any],
+    key: str,
+    rule: str,
+    allowed: tuple[int, ...] | None = None,
+    within: str = "",
+) -> str | None:
+    """json-c's json_type_int: 1.0 and true are not integers (Python's json agrees)."""
+    value = parent.get(key, _ABSENT)
+    if type(value) is int and (allowed is None or value in allowed):
+        return None
+    return f"{within}{key} must be {rule}{_found(value)}"
+
+
+def _uuid_reason(image: Mapping[str, Any]) -> str | None:
+    value = image.get("interface-uuid", _ABSENT)
+    if isinstance(value, str) and _UUID_PARSE_FORM.fullmatch(value):
+        return None
+    return (
+        "afu-image.interface-uuid must be a UUID in the dashed 36-character form "
+        f"(8-4-4-4-12 hex digits){_found(value)}"
+    )
+
+
+def _found(value: Any) -> str:
+    if value is _ABSENT:
+        return " (it is missing)"
+    return f", not {_shorten(json.dumps(value), 60)}"
+
+
+def _interface_id(value: Any) -> str | None:
+    """The interface ID to show, when the field reads as one (OPAE's form or not)."""
+    try:
+        return canonical_id(value) if isinstance(value, str) else None
+    except InvalidIdError:
+        return None
 
 
 def _metadata_id(value: str, source: Path) -> str:
@@ -149,20 +281,6 @@ def _metadata_id(value: str, source: Path) -> str:
         return canonical_id(value)
     except InvalidIdError as error:
         raise BitstreamError(f"{source}: the GBS metadata has an invalid ID: {error}") from None
-
-
-def _check_magic_no(magic_no: Any, source: Path) -> None:
-    expected = f"JSON integer {METADATA_MAGIC_NO} (0x{METADATA_MAGIC_NO:08X}) that OPAE requires"
-    if magic_no is None:
-        raise BitstreamError(
-            f"{source}: the GBS metadata has no afu-image.magic-no, not the {expected}: "
-            "OPAE would refuse this file, and so does the hook"
-        )
-    if type(magic_no) is not int or magic_no != METADATA_MAGIC_NO:  # OPAE: 488605312.0 is not
-        raise BitstreamError(
-            f"{source}: the GBS metadata's afu-image.magic-no is {_shorten(str(magic_no), 40)}, "
-            f"not the {expected}: OPAE would refuse this file, and so does the hook"
-        )
 
 
 def _validate_against_schema(document: Any, source: Path) -> None:

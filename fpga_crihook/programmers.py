@@ -273,7 +273,7 @@ def _prepare(port: Port, bitstream: BitstreamFacts, kind: ProgrammerKind, busy: 
     if bitstream.metadata.sets_user_clocks:
         high, low = bitstream.metadata.clocks
         raise ProgrammingError(
-            f"{bitstream.source} asks for user clocks of {high} (high) and {low} (low), to be "
+            f"{bitstream.source} asks for user clocks (high {high}, low {low}) to be "
             f"set before programming; the {kind} programmer cannot set them, and the AFU "
             "would run at the clocks the previous one left. The fpgaconf programmer "
             "(FPGA_CRIHOOK_PROGRAMMER=fpgaconf) sets them"

@@ -361,6 +361,22 @@ def gbs_bytes(
     return GBS_MAGIC + struct.pack("<I", len(blob)) + blob + raw
 
 
+def metadata_of_size(document: dict[str, Any], size: int) -> bytes:
+    """*document* as JSON of exactly *size* bytes: white space before its closing brace."""
+    blob = json.dumps(document).encode()
+    if len(blob) > size:
+        raise ValueError(f"the document takes {len(blob)} bytes, more than {size}")
+    return blob[:-1] + b" " * (size - len(blob)) + b"}"
+
+
+def nested_arrays(levels: int) -> Any:
+    """``[[...[1]...]]``: *levels* JSON arrays, one inside the other."""
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 def write_gbs(
     node: SimNode,
     interface_id: str,

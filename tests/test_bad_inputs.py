@@ -25,6 +25,8 @@ from simnode import (
     add_card,
     gbs_bytes,
     gbs_metadata,
+    metadata_of_size,
+    nested_arrays,
     state_json,
     write_bundle,
     write_gbs,
@@ -287,6 +289,28 @@ def _metadata_deeply_nested(world: World) -> str:
     return world.gbs_file(_with_metadata(b"[" * 100_000 + b"]" * 100_000))
 
 
+def _opae_version(world: World) -> str:
+    metadata = gbs_metadata(REGION_A, AFU_2)
+    metadata["version"] = 1.0
+    return world.gbs_file(_with_metadata(metadata))
+
+
+def _opae_metadata_too_long(world: World) -> str:
+    return world.gbs_file(_with_metadata(metadata_of_size(gbs_metadata(REGION_A, AFU_2), 8192)))
+
+
+def _opae_nested_too_deeply(world: World) -> str:
+    metadata = gbs_metadata(REGION_A, AFU_2)
+    metadata["afu-image"]["afu-top-interface"] = nested_arrays(30)
+    return world.gbs_file(_with_metadata(metadata))
+
+
+def _opae_total_contexts(world: World) -> str:
+    metadata = gbs_metadata(REGION_A, AFU_2)
+    metadata["afu-image"]["accelerator-clusters"][0]["total-contexts"] = 1.0
+    return world.gbs_file(_with_metadata(metadata))
+
+
 Case = Callable[[World], str | bytes]
 
 # (id, how the world is broken, words the error must contain)
@@ -427,6 +451,10 @@ CASES: list[tuple[str, Case, tuple[str, ...]]] = [
     ),
     ("gbs-two-clusters", _two_clusters, ("2 accelerator clusters", "exactly one")),
     ("gbs-no-interface-uuid", _no_interface_uuid, ("interface-uuid",)),
+    ("gbs-opae-version-float", _opae_version, ("opae's runtime would refuse", "version")),
+    ("gbs-opae-metadata-8192-bytes", _opae_metadata_too_long, ("shorter than 8192 bytes",)),
+    ("gbs-opae-nested-32-deep", _opae_nested_too_deeply, ("fewer than 32 deep",)),
+    ("gbs-opae-total-contexts-float", _opae_total_contexts, ("total-contexts", "integer")),
     ("gbs-other-region", _built_for_other_region, (REGION_B, "not the requested")),
     ("gbs-other-afu", _holds_other_afu, (AFU_1, "not the requested")),
 ]

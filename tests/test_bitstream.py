@@ -8,14 +8,28 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aocxfiles import aocx_bytes
 from conftest import AFU_1, AFU_2, REGION_A
-from simnode import SimNode, gbs_bytes, gbs_metadata, write_gbs
+from simnode import (
+    SimNode,
+    dashed,
+    gbs_bytes,
+    gbs_metadata,
+    metadata_of_size,
+    nested_arrays,
+    write_gbs,
+)
 
 from fpga_crihook import aocx, bitstream
-from fpga_crihook.bitstream import detect_kind, inspect_bitstream, open_bitstream
+from fpga_crihook.bitstream import (
+    detect_kind,
+    inspect_bitstream,
+    open_bitstream,
+    read_bitstream_facts,
+)
 from fpga_crihook.errors import BitstreamError
 from fpga_crihook.store import BitstreamKind, locate, missing_message
 
@@ -84,7 +98,6 @@ def _metadata(**image: object) -> dict[str, object]:
         (gbs_bytes(metadata=b"\xff\xfe"), "not UTF-8"),
         (gbs_bytes(metadata=b"[1]"), "breaks the schema at top level"),
         (gbs_bytes(metadata={"version": 1}), "'afu-image' is a required property"),
-        (gbs_bytes(metadata=_metadata(power="high")), "afu-image/power"),
         (gbs_bytes(metadata=_metadata(**{"interface-uuid": "nope"})), "interface-uuid"),
         (gbs_bytes(metadata=_metadata(**{"clock-frequency-high": "fast"})), "clock-frequency"),
         (gbs_bytes(metadata=_metadata(**{"accelerator-clusters": []})), "accelerator-clusters"),
@@ -119,47 +132,171 @@ def test_a_look_at_a_gbs_reports_what_opening_it_does(node: SimNode) -> None:
         assert facts.raw_size == len(opened.raw) == 5000
 
 
-def _without_magic_no() -> dict[str, object]:
-    document = _metadata()
-    del document["afu-image"]["magic-no"]  # type: ignore[attr-defined]
+MISSING = object()
+
+
+def _with(path: str, value: object, document: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The builders' metadata with the field at *path* (``a/b/0/c``) set to *value*, or
+    removed when *value* is ``MISSING``."""
+    document = document or gbs_metadata(REGION_A, AFU_1)
+    *parents, key = path.split("/")
+    target: Any = document
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    if value is MISSING:
+        del target[key]
+    else:
+        target[key] = value
     return document
 
 
+_MAGIC = "afu-image.magic-no must be the JSON integer 488605312 (0x1D1F8680)"
+_UUID = "afu-image.interface-uuid must be a UUID in the dashed 36-character form (8-4-4-4-12 hex"
+_CONTEXTS = "afu-image.accelerator-clusters[0].total-contexts must be a JSON integer"
+_VERSION = "version must be the JSON integer 1, 640 or 650"
+
+
 @pytest.mark.parametrize(
-    ("document", "words"),
+    ("metadata", "reasons"),
     [
-        (_without_magic_no(), "has no afu-image.magic-no, not the JSON integer 488605312"),
-        (_metadata(**{"magic-no": 0x1D1F8681}), "magic-no is 488605313, not the JSON integer"),
-        (_metadata(**{"magic-no": 488605312.0}), "magic-no is 488605312.0, not the JSON integer"),
-        (_metadata(**{"magic-no": "488605312"}), "afu-image/magic-no"),
+        (_with("version", 2), f"{_VERSION}, not 2"),
+        (_with("version", 1.0), f"{_VERSION}, not 1.0"),
+        (_with("version", MISSING), f"{_VERSION} (it is missing)"),
+        (_with("afu-image/magic-no", MISSING), f"{_MAGIC} (it is missing)"),
+        (_with("afu-image/magic-no", 0x1D1F8681), f"{_MAGIC}, not 488605313"),
+        (_with("afu-image/magic-no", 488605312.0), f"{_MAGIC}, not 488605312.0"),
+        (_with("afu-image/magic-no", "488605312"), f'{_MAGIC}, not "488605312"'),
+        (_with("afu-image/interface-uuid", REGION_A), f'{_UUID} digits), not "{REGION_A}"'),
+        (_with("afu-image/interface-uuid", MISSING), f"{_UUID} digits) (it is missing)"),
+        (_with("afu-image/accelerator-clusters/0/total-contexts", 1.0), f"{_CONTEXTS}, not 1.0"),
+        (
+            _with("afu-image/accelerator-clusters/0/total-contexts", MISSING),
+            f"{_CONTEXTS} (it is missing)",
+        ),
+        (
+            metadata_of_size(gbs_metadata(REGION_A, AFU_1), 8192),
+            "the metadata must be shorter than 8192 bytes, not 8192",
+        ),
+        (
+            _with("afu-image/afu-top-interface", nested_arrays(30)),  # in 2 objects: 32 deep
+            "the metadata must nest JSON objects and arrays fewer than 32 deep (json-c's limit), "
+            "not 32",
+        ),
+        (
+            _with("version", 650.0, _with("afu-image/interface-uuid", 7)),
+            f"{_VERSION}, not 650.0; {_UUID} digits), not 7",
+        ),
     ],
-    ids=["missing", "other-number", "float", "string"],
+    ids=[
+        "version-2",
+        "version-float",
+        "version-missing",
+        "magic-no-missing",
+        "magic-no-other",
+        "magic-no-float",
+        "magic-no-string",
+        "interface-uuid-undashed",
+        "interface-uuid-missing",
+        "total-contexts-float",
+        "total-contexts-missing",
+        "metadata-8192-bytes",
+        "nested-32-deep",
+        "two-rules",
+    ],
 )
-def test_a_gbs_without_opaes_magic_no_is_refused(
-    tmp_path: Path, document: dict[str, object], words: str
+def test_a_gbs_opaes_runtime_refuses_is_refused_with_the_rules_it_breaks(
+    tmp_path: Path, metadata: dict[str, Any] | bytes, reasons: str
 ) -> None:
-    path = tmp_path / "bad.gbs"
-    path.write_bytes(gbs_bytes(metadata=document))
-    with (
-        pytest.raises(BitstreamError, match=words) as refused,
-        open_bitstream(path, BitstreamKind.GBS, None),
-    ):
+    path = tmp_path / "refused.gbs"
+    path.write_bytes(gbs_bytes(metadata=metadata))
+    sentence = f"{path}: OPAE's runtime would refuse this GBS: {reasons}"
+
+    with pytest.raises(BitstreamError) as refused, open_bitstream(path, BitstreamKind.GBS, None):
         pass
-    assert str(refused.value).startswith(f"{path}: ")
+    with pytest.raises(BitstreamError) as looked_at:  # a dry run's look at it, too
+        inspect_bitstream(path, BitstreamKind.GBS, None)
+
+    assert str(refused.value) == str(looked_at.value) == sentence
 
 
 @pytest.mark.parametrize(
-    ("high", "low", "shown", "sets_clocks"),
+    "metadata",
     [
-        ("auto", "auto", ["auto", "auto"], False),
-        ("auto-312", "auto-156.25", ["auto-312", "auto-156.25"], False),
-        (312, "auto", ["312 MHz", "auto"], True),
-        ("auto", 156.25, ["auto", "156.25 MHz"], True),
-        (None, None, ["-", "-"], False),
+        _with("version", 640),
+        _with("version", 650),
+        _with("afu-image/interface-uuid", dashed(REGION_A).upper()),
+        metadata_of_size(gbs_metadata(REGION_A, AFU_1), 8191),
+        _with("afu-image/afu-top-interface", nested_arrays(29)),
+        _with("afu-image/power", MISSING),
+        _with("afu-image/power", "high"),
+        _with("afu-image/power", -1),
+        _with("afu-image/accelerator-clusters/0/total-contexts", 0),
+        _with("afu-image/accelerator-clusters/0/total-contexts", 2**70),
+        _with("afu-image/accelerator-clusters/0/name", ""),
+        _with("platform-name", 5),
+        _with("afu-image/afu-top-interface", "ccip_std_afu"),
+    ],
+    ids=[
+        "version-640",
+        "version-650",
+        "interface-uuid-upper-case",
+        "metadata-8191-bytes",
+        "nested-31-deep",
+        "power-missing",
+        "power-string",
+        "power-negative",
+        "total-contexts-0",
+        "total-contexts-huge",
+        "name-empty",
+        "platform-name-number",
+        "afu-top-interface-string",
+    ],
+)
+def test_a_gbs_opaes_runtime_programs_is_accepted(
+    tmp_path: Path, metadata: dict[str, Any] | bytes
+) -> None:
+    path = tmp_path / "accepted.gbs"
+    path.write_bytes(gbs_bytes(metadata=metadata))
+
+    with open_bitstream(path, BitstreamKind.GBS, None) as opened:
+        assert (opened.interface_id, opened.afu_id) == (REGION_A, AFU_1)
+    assert inspect_bitstream(path, BitstreamKind.GBS, None).afu_id == AFU_1
+
+
+@pytest.mark.parametrize(
+    ("high", "low", "shown", "opae_mhz", "sets_clocks"),
+    [
+        ("auto", "auto", ["auto", "auto"], [0, 0], False),
+        ("auto-312", "auto-156.25", ["auto-312", "auto-156.25"], [0, 0], False),
+        (312, "auto", ["312 MHz", "auto"], [312, 0], True),
+        ("auto", 156.25, ["auto", "156.25 MHz"], [0, 156], True),
+        (None, None, ["-", "-"], [0, 0], False),
+        (0, 0, ["0 (no clock)", "0 (no clock)"], [0, 0], False),
+        (0, 100, ["0 (no clock)", "100 MHz"], [0, 100], True),
+        (-5, "auto", ["-5 (no clock)", "auto"], [-5, 0], False),
+        (0.5, "auto", ["0.5 (no clock)", "auto"], [0, 0], False),  # xfpga cuts the fraction
+        (4294967296, 0, ["4294967296 (no clock)", "0 (no clock)"], [0, 0], False),  # a C int
+    ],
+    ids=[
+        "auto",
+        "auto-n",
+        "high-int",
+        "low-float",
+        "absent",
+        "zero",
+        "high-zero-low-set",
+        "negative",
+        "below-1",
+        "beyond-c-int",
     ],
 )
 def test_the_user_clocks_a_gbs_asks_for(
-    tmp_path: Path, high: object, low: object, shown: list[str], sets_clocks: bool
+    tmp_path: Path,
+    high: object,
+    low: object,
+    shown: list[str],
+    opae_mhz: list[int],
+    sets_clocks: bool,
 ) -> None:
     document = _metadata(**{"clock-frequency-high": high, "clock-frequency-low": low})
     for field, value in (("clock-frequency-high", high), ("clock-frequency-low", low)):
@@ -169,6 +306,7 @@ def test_the_user_clocks_a_gbs_asks_for(
     path.write_bytes(gbs_bytes(metadata=document))
     with open_bitstream(path, BitstreamKind.GBS, None) as bitstream:
         assert [str(clock) for clock in bitstream.metadata.clocks] == shown
+        assert [clock.opae_mhz for clock in bitstream.metadata.clocks] == opae_mhz
         assert bitstream.metadata.sets_user_clocks is sets_clocks
 
 
@@ -200,12 +338,12 @@ def test_ids_are_required_only_for_programming(tmp_path: Path) -> None:
     )
     path = tmp_path / "two.gbs"
     path.write_bytes(gbs_bytes(metadata=document))
-    with open_bitstream(path, BitstreamKind.GBS, None) as bitstream:
-        assert bitstream.metadata.afu_ids == (AFU_1, AFU_2)
-        with pytest.raises(BitstreamError, match="no afu-image.interface-uuid"):
-            _ = bitstream.interface_id
-        with pytest.raises(BitstreamError, match="2 accelerator clusters"):
-            _ = bitstream.afu_id
+    facts = read_bitstream_facts(path, BitstreamKind.GBS, None)  # OPAE's rules not applied
+    assert facts.metadata.afu_ids == (AFU_1, AFU_2)
+    with pytest.raises(BitstreamError, match="no afu-image.interface-uuid"):
+        _ = facts.interface_id
+    with pytest.raises(BitstreamError, match="2 accelerator clusters"):
+        _ = facts.afu_id
 
 
 def test_store_symlink_out_of_the_store_is_refused(node: SimNode, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aocxfiles import aocx_bytes
@@ -152,6 +153,8 @@ def test_gbs_info_shows_ids_names_and_sizes(node: SimNode) -> None:
         "name": "nlb_0",
         "platform": "simulated",
         "user clocks": "high auto, low auto",
+        "power": "0 W",
+        "magic-no": "488605312",
         "file size": f"{gbs.stat().st_size} bytes",
         "metadata": f"{metadata_size} bytes",
         "raw bitstream": "1000 bytes",
@@ -206,35 +209,137 @@ def test_gbs_info_shows_the_user_clocks_the_bitstream_asks_for(
     assert info["user_clocks"] == {"high": 312, "low": "auto-156", "set_before_programming": True}
 
 
-@pytest.mark.parametrize("command", ["gbs-info", "install", "program", "prestart"])
-def test_every_entry_point_refuses_a_gbs_without_opaes_magic_no(
-    node: SimNode, tmp_path: Path, command: str
+@pytest.mark.parametrize(
+    ("power", "shown", "as_json"),
+    [(12.5, "12.5 W", 12.5), (None, "-", None), ("high", '"high"', "high")],
+    ids=["watts", "absent", "not-a-number"],
+)
+def test_gbs_info_shows_power_and_magic_no_as_written(
+    node: SimNode, tmp_path: Path, power: object, shown: str, as_json: object
 ) -> None:
-    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-    document = gbs_metadata(REGION_A, AFU_2)
-    document["afu-image"]["magic-no"] = 12345
-    gbs = node.store / REGION_A / f"{AFU_2}.gbs"
-    gbs.parent.mkdir(parents=True)
+    document = gbs_metadata(REGION_A, AFU_1)
+    document["afu-image"]["power"] = power
+    if power is None:
+        del document["afu-image"]["power"]
+    gbs = tmp_path / "powered.gbs"
     gbs.write_bytes(gbs_bytes(metadata=document))
-    arguments = {
+
+    text = _cli(node, "gbs-info", str(gbs))
+    info = json.loads(_cli(node, "gbs-info", "--json", str(gbs)).stdout)
+
+    assert text.returncode == 0, text.stderr
+    assert f"power:          {shown}" in text.stdout.splitlines()
+    assert "magic-no:       488605312" in text.stdout.splitlines()
+    assert (info["power"], info["magic_no"], info["opae_refusal"]) == (as_json, 488605312, None)
+
+
+def _entry_point(command: str, gbs: Path, tmp_path: Path) -> list[str]:
+    """The arguments that make *command* read *gbs* (prestart: from the node's store)."""
+    return {
         "gbs-info": ["gbs-info", str(gbs)],
         "install": ["--bitstreams", str(tmp_path / "other-store"), "install", str(gbs)],
         "program": ["program", "--port", "dfl-port.0", str(gbs)],
         "prestart": ["prestart"],
     }[command]
-    bundle = write_bundle(
+
+
+def _requesting_afu_2(node: SimNode, tmp_path: Path, document: dict[str, Any]) -> SimCard:
+    """A card with AFU_1 on dfl-port.0, a bundle asking for AFU_2 there, and *document*'s
+    GBS in the store as AFU_2's."""
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    gbs = node.store / REGION_A / f"{AFU_2}.gbs"
+    gbs.parent.mkdir(parents=True)
+    gbs.write_bytes(gbs_bytes(metadata=document))
+    write_bundle(
         tmp_path / "bundle",
         env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_2}"],
         devices=[card.ports[0].device()],
     )
+    return card
 
-    result = run_cli(arguments, node.env(), state_json(bundle))
 
-    assert f"{gbs}: the GBS metadata's afu-image.magic-no is 12345, not the JSON integer" in (
-        _error(result)
+_OPAE_RULES = {
+    "magic-no": (
+        "magic-no",
+        12345,
+        "afu-image.magic-no must be the JSON integer 488605312 (0x1D1F8680), not 12345",
+    ),
+    "version": ("version", 2, "version must be the JSON integer 1, 640 or 650, not 2"),
+    "interface-uuid": (
+        "interface-uuid",
+        REGION_A,
+        "afu-image.interface-uuid must be a UUID in the dashed 36-character form "
+        f'(8-4-4-4-12 hex digits), not "{REGION_A}"',
+    ),
+}
+
+
+def _breaking(rule: str) -> tuple[dict[str, Any], str]:
+    """AFU_2's metadata breaking one of OPAE's rules, and the clause that names it."""
+    field, value, clause = _OPAE_RULES[rule]
+    document = gbs_metadata(REGION_A, AFU_2)
+    (document if field == "version" else document["afu-image"])[field] = value
+    return document, clause
+
+
+@pytest.mark.parametrize("rule", list(_OPAE_RULES))
+@pytest.mark.parametrize("command", ["gbs-info", "install", "program", "prestart"])
+def test_every_entry_point_refuses_a_gbs_opaes_runtime_refuses(
+    node: SimNode, tmp_path: Path, command: str, rule: str
+) -> None:
+    document, clause = _breaking(rule)
+    card = _requesting_afu_2(node, tmp_path, document)
+    gbs = node.store / REGION_A / f"{AFU_2}.gbs"
+
+    result = run_cli(
+        _entry_point(command, gbs, tmp_path), node.env(), state_json(tmp_path / "bundle")
     )
+
+    assert _error(result) == f"{gbs}: OPAE's runtime would refuse this GBS: {clause}"
     assert card.ports[0].afu_id() == AFU_1
     assert not (tmp_path / "other-store").exists()
+
+
+def test_gbs_info_shows_a_gbs_opaes_runtime_refuses_then_fails_with_the_rule(
+    node: SimNode, tmp_path: Path
+) -> None:
+    document, clause = _breaking("interface-uuid")
+    gbs = tmp_path / "undashed.gbs"
+    gbs.write_bytes(gbs_bytes(metadata=document))
+    sentence = f"{gbs}: OPAE's runtime would refuse this GBS: {clause}"
+
+    text = run_cli(["gbs-info", str(gbs)], node.quiet_env())
+    as_json = run_cli(["gbs-info", "--json", str(gbs)], node.quiet_env())
+
+    assert (text.returncode, text.stderr) == (1, f"fpga-crihook: {sentence}\n")
+    assert f"interface id:   {REGION_A}" in text.stdout.splitlines()
+    assert f"afu id:         {AFU_2}" in text.stdout.splitlines()
+    assert (as_json.returncode, as_json.stderr) == (1, f"fpga-crihook: {sentence}\n")
+    info = json.loads(as_json.stdout)
+    assert (info["interface_id"], info["afu_ids"]) == (REGION_A, [AFU_2])
+    assert info["opae_refusal"] == sentence
+
+
+@pytest.mark.parametrize("command", ["gbs-info", "install", "program", "prestart"])
+def test_a_clock_frequency_of_0_asks_for_no_user_clock_in_every_entry_point(
+    node: SimNode, tmp_path: Path, command: str
+) -> None:
+    document = gbs_metadata(REGION_A, AFU_2)
+    document["afu-image"].update({"clock-frequency-high": 0, "clock-frequency-low": 0})
+    card = _requesting_afu_2(node, tmp_path, document)
+    gbs = node.store / REGION_A / f"{AFU_2}.gbs"
+
+    result = run_cli(
+        _entry_point(command, gbs, tmp_path), node.env(), state_json(tmp_path / "bundle")
+    )
+
+    assert result.returncode == 0, result.stderr
+    if command == "gbs-info":
+        assert "user clocks:    high 0 (no clock), low 0 (no clock)" in result.stdout
+    elif command == "install":
+        assert (tmp_path / "other-store" / REGION_A / f"{AFU_2}.gbs").is_file()
+    else:  # programmed by the sim programmer, which refuses to set user clocks
+        assert card.ports[0].afu_id() == AFU_2
 
 
 def test_gbs_info_on_an_invalid_file_is_one_error(node: SimNode, tmp_path: Path) -> None:
@@ -451,12 +556,29 @@ def test_install_refuses_afu_id_for_a_gbs(node: SimNode, tmp_path: Path) -> None
 def test_install_refuses_an_invalid_file_and_writes_nothing(node: SimNode, tmp_path: Path) -> None:
     source = tmp_path / "broken.aocx"
     metadata = gbs_metadata(REGION_A, BSP_AFU)
-    metadata["afu-image"]["power"] = "lots"
+    metadata["afu-image"]["accelerator-clusters"][0]["name"] = 7
     source.write_bytes(aocx_bytes(gbs_bytes(metadata=metadata)))
 
     message = _error(_cli(node, "install", "--afu-id", AFU_3, str(source)))
 
-    assert "(embedded GBS): the GBS metadata breaks the schema at afu-image/power" in message
+    assert "(embedded GBS): the GBS metadata breaks the schema at afu-image/" in message
+    assert not node.store.exists()
+
+
+def test_install_refuses_an_aocx_whose_gbs_opaes_runtime_refuses(
+    node: SimNode, tmp_path: Path
+) -> None:
+    source = tmp_path / "old.aocx"
+    metadata = gbs_metadata(REGION_A, BSP_AFU)
+    metadata["version"] = 2
+    source.write_bytes(aocx_bytes(gbs_bytes(metadata=metadata)))
+
+    message = _error(_cli(node, "install", "--afu-id", AFU_3, str(source)))
+
+    assert message == (
+        f"{source}: OPAE's runtime would refuse the GBS in this AOCX: "
+        "version must be the JSON integer 1, 640 or 650, not 2"
+    )
     assert not node.store.exists()
 
 

@@ -157,14 +157,14 @@ def test_a_gbs_asking_for_user_clocks_is_refused_by_a_programmer_that_cannot_set
     kind: str,
     dry_run: bool,
 ) -> None:
-    world = _world(node, "dfl", clocks=(312.5, "auto"))
+    world = _world(node, "dfl", clocks=(0, 312.5))
     programmer = make(world.card) if make else SimProgrammer(busy_limit(0.3))
 
     with pytest.raises(ProgrammingError) as refused:
         ensure_port(world.assignment, programmer, _with(world.settings, dry_run=dry_run))
 
     assert str(refused.value) == (
-        f"{_gbs(world)} asks for user clocks of 312.5 MHz (high) and auto (low), to be set "
+        f"{_gbs(world)} asks for user clocks (high 0 (no clock), low 312.5 MHz) to be set "
         f"before programming; the {kind} programmer cannot set them, and the AFU would run "
         "at the clocks the previous one left. The fpgaconf programmer "
         "(FPGA_CRIHOOK_PROGRAMMER=fpgaconf) sets them"
@@ -172,8 +172,10 @@ def test_a_gbs_asking_for_user_clocks_is_refused_by_a_programmer_that_cannot_set
     assert world.card.ports[0].afu_id() == AFU_1
 
 
-@pytest.mark.parametrize("clocks", [("auto", "auto"), ("auto-312", "auto-156")])
-def test_a_gbs_leaving_the_user_clocks_to_auto_is_programmed(
+@pytest.mark.parametrize(
+    "clocks", [("auto", "auto"), ("auto-312", "auto-156"), (0, 0), (-1, "auto"), (0.5, 0)]
+)
+def test_a_gbs_asking_for_no_user_clock_is_programmed(
     node: SimNode, clocks: tuple[object, object]
 ) -> None:
     world = _world(node, "opae", clocks=clocks)

@@ -1,16 +1,19 @@
 """What a GBS or AOCX file holds, as the ``gbs-info`` command shows it.
 
 The file is validated exactly as the hook would (schema, IDs, a raw
-bitstream present); only the store confinement does not apply.
+bitstream present); only the store confinement does not apply. A file that
+breaks a rule of OPAE's runtime is still shown, with the rules it breaks in
+``opae_refusal``; the command then fails, as the hook would.
 """
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fpga_crihook.bitstream import detect_kind, inspect_bitstream
+from fpga_crihook.bitstream import detect_kind, read_bitstream_facts
 from fpga_crihook.commands import tables
 from fpga_crihook.gbs import GBS_HEADER, ClockRequest
 from fpga_crihook.store import BitstreamKind
@@ -32,12 +35,15 @@ class BitstreamInfo:
     raw_bytes: int
     details: Mapping[str, str]  # AOCX text sections: board, target, version, hash, ...
     clocks: tuple[ClockRequest, ...] = ()  # user clocks high, low
+    power: Any = None  # afu-image.power as written (None: absent)
+    magic_no: Any = None  # afu-image.magic-no as written (None: absent)
+    opae_refusal: str | None = None  # why OPAE's runtime would refuse the file
 
 
 def describe(path: Path) -> BitstreamInfo:
-    """Open and validate *path*; raise :class:`BitstreamError` when it is not usable."""
+    """Open and validate *path*; raise :class:`BitstreamError` when it cannot be shown."""
     kind = detect_kind(path)
-    bitstream = inspect_bitstream(path, kind, None)
+    bitstream = read_bitstream_facts(path, kind, None)
     metadata = bitstream.metadata
     return BitstreamInfo(
         path=path,
@@ -52,6 +58,9 @@ def describe(path: Path) -> BitstreamInfo:
         raw_bytes=bitstream.raw_size,
         details=dict(bitstream.details),
         clocks=metadata.clocks,
+        power=metadata.power,
+        magic_no=metadata.magic_no,
+        opae_refusal=bitstream.opae_refusal,
     )
 
 
@@ -74,6 +83,9 @@ def as_json(info: BitstreamInfo) -> dict[str, Any]:
             "low": info.clocks[1].value if info.clocks else None,
             "set_before_programming": _sets_clocks(info),
         },
+        "power": info.power,
+        "magic_no": info.magic_no,
+        "opae_refusal": info.opae_refusal,
     }
 
 
@@ -82,11 +94,13 @@ def text(info: BitstreamInfo) -> str:
     pairs = [
         ("file", str(info.path)),
         ("kind", str(info.kind)),
-        ("interface id", info.interface_id or "- (no afu-image.interface-uuid)"),
+        ("interface id", info.interface_id or "-"),
         ("afu id" if info.kind is BitstreamKind.GBS else "board afu id", ", ".join(info.afu_ids)),
         ("name", ", ".join(info.names)),
         ("platform", info.platform_name or "-"),
         ("user clocks", _clocks_text(info)),
+        ("power", _as_written(info.power) + (" W" if _is_number(info.power) else "")),
+        ("magic-no", _as_written(info.magic_no)),
         ("file size", _bytes(info.file_bytes)),
     ]
     if info.kind is BitstreamKind.AOCX:
@@ -97,7 +111,7 @@ def text(info: BitstreamInfo) -> str:
 
 
 def _sets_clocks(info: BitstreamInfo) -> bool:
-    return any(clock.mhz is not None for clock in info.clocks)
+    return any(clock.asks_for_clock for clock in info.clocks)
 
 
 def _clocks_text(info: BitstreamInfo) -> str:
@@ -105,6 +119,18 @@ def _clocks_text(info: BitstreamInfo) -> str:
     if _sets_clocks(info):
         text += " (set before programming: only the fpgaconf programmer does that)"
     return text or "-"
+
+
+def _as_written(value: Any) -> str:
+    """A metadata value as JSON text ("-" when absent), cut short."""
+    if value is None:
+        return "-"
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _bytes(count: int) -> str:
