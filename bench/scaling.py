@@ -1,0 +1,249 @@
+"""``make bench-scaling``: how the hook's cost grows with its work.
+
+Two series, measured in the same shuffled rounds as the start-up table:
+
+- programming a GBS, and an AOCX holding one, of 1, 16, 64 and 256 MiB of
+  raw bitstream (sim programmer): time should grow by a constant amount per
+  MiB, and peak RSS by one copy of the raw bitstream (a GBS file is read
+  once into one buffer, an AOCX's GBS inflated into one buffer);
+- a port that already holds its AFU, for a container given 1, 4 and 16
+  ports (one request each) on a node of 8 cards of 2 ports, its ports
+  spread over as many cards as they can be (one FME lock per card): time
+  should grow by a constant amount per port.
+
+Each step is the median of per-round differences from the smallest case of
+its series, divided by the work added (MiB, ports); the checks compare each
+step's cost per MiB with the one before it, and bound the cost of a port.
+"""
+
+import argparse
+import hashlib
+import itertools
+import statistics
+import time
+from typing import Any
+
+from cases import Results, Rows, difference, interval_text, make_rows, measure, table
+from simnode import SimPort, add_card, write_gbs
+from world import (
+    AFU_HELD,
+    AFU_IDLE,
+    MIB,
+    REGION,
+    Case,
+    World,
+    raw_bitstream,
+    seal_store,
+    write_aocx,
+)
+
+SIZES_MIB = (1, 16, 64, 256)
+PORT_COUNTS = (1, 4, 16)
+CARDS, PORTS_PER_CARD = 8, 2
+KINDS = ("gbs", "aocx")
+# Peak RSS added per MiB of raw bitstream: one copy, and what the start-up targets allow.
+RSS_PER_MIB = {"gbs": 1.1, "aocx": 1.25}
+# A step's time per MiB may exceed the step before it by this factor: more would be growth
+# faster than the work.
+GROWTH = 1.25
+# What one more port may add to a skip: a few sysfs reads, a log line, at most one FME lock.
+PORT_MS = 1.0
+HASHED_MIB = 64  # the buffer the SHA-256 cost is measured on
+
+
+def run(world: World, options: argparse.Namespace) -> dict[str, Any]:
+    """Build the node, measure both series, and judge how they grow."""
+    cases = build_cases(world, options.sizes)
+    results = measure(cases, options.warmup, options.repeats, world.root)
+    rows = make_rows(cases, results)
+    series = {
+        **{kind: [(f"{kind}-{size}", size) for size in options.sizes] for kind in KINDS},
+        "skip": [(_skip_name(count), count) for count in PORT_COUNTS],
+    }
+    growth = {name: grow(steps, results, rows) for name, steps in series.items()}
+    return {
+        "settings": {
+            "repeats": options.repeats,
+            "warmup_rounds": options.warmup,
+            "sizes_mib": list(options.sizes),
+            "port_counts": list(PORT_COUNTS),
+        },
+        "rows": rows,
+        "growth": growth,
+        "sha256_ms_per_mib": sha256_ms_per_mib(),
+        "checks": checks(growth),
+    }
+
+
+def build_cases(world: World, sizes: tuple[int, ...]) -> list[Case]:
+    """8 cards of 2 ports holding their AFU, one card with an idle port to program, a GBS
+    and an AOCX of each size, and one case per row."""
+    cards = [
+        add_card(
+            world.node,
+            "dfl",
+            index=index,
+            interface_id=REGION,
+            afu_ids=[AFU_HELD] * PORTS_PER_CARD,
+            first_port=PORTS_PER_CARD * index,
+            pci_address=f"0000:{0x5E + index:02x}:00.0",
+        )
+        for index in range(CARDS)
+    ]
+    spread = [card.ports[number] for number in range(PORTS_PER_CARD) for card in cards]
+    (target,) = add_card(
+        world.node,
+        "dfl",
+        index=CARDS,
+        interface_id=REGION,
+        afu_ids=[AFU_IDLE],
+        first_port=CARDS * PORTS_PER_CARD,
+        pci_address=f"0000:{0x5E + CARDS:02x}:00.0",
+    ).ports
+    write_gbs(world.node, REGION, AFU_HELD)
+    cases = [_skip_case(world, spread[:count]) for count in PORT_COUNTS]
+    for size in sizes:
+        cases += _programming_cases(world, size, target)
+    seal_store(world.node.store)
+    return cases
+
+
+def _skip_name(count: int) -> str:
+    return f"skip-{count}p"
+
+
+def _skip_case(world: World, ports: list[SimPort]) -> Case:
+    cards = len({port.sysfs_dir.parent for port in ports})
+    what = f"{len(ports)} port(s) on {cards} card(s), each holding its AFU"
+    return world.case(_skip_name(len(ports)), what, AFU_HELD, tuple(ports), expect="skipped")
+
+
+def _programming_cases(world: World, size: int, port: SimPort) -> list[Case]:
+    raw = raw_bitstream(size * MIB)
+    gbs_afu, aocx_afu = f"9b5{size:029x}", f"a0c{size:029x}"  # a file name per size
+    write_gbs(world.node, REGION, gbs_afu, raw=raw)
+    write_aocx(world.node, aocx_afu, raw)
+    done = "port programmed"
+    return [
+        world.case(
+            f"gbs-{size}", f"program a {size} MiB GBS", gbs_afu, (port,), expect=done, reset=True
+        ),
+        world.case(
+            f"aocx-{size}",
+            f"program an AOCX holding a {size} MiB GBS",
+            aocx_afu,
+            (port,),
+            expect=done,
+            reset=True,
+        ),
+    ]
+
+
+def grow(steps: list[tuple[str, int]], results: Results, rows: Rows) -> dict[str, Any]:
+    """For each case of a series but the first: the CPU time and peak RSS it adds to the
+    first (time: the median of per-round differences), in all and per unit of work added."""
+    (base, amount), added_steps = steps[0], []
+    for name, work in steps[1:]:
+        paired = difference(name, base, results, rows)
+        if paired is None:
+            continue
+        added = work - amount
+        added_steps.append(
+            {
+                "case": name,
+                "work": work,
+                "cpu_ms_added": paired["cpu_ms"],
+                "cpu_ms_added_ci95": paired["cpu_ms_ci95"],
+                "cpu_ms_per_unit": round(paired["cpu_ms"] / added, 3),
+                "rss_mib_per_unit": round(paired["rss_mib"] / added, 3),
+            }
+        )
+    return {"base": base, "steps": added_steps}
+
+
+def checks(growth: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Whether each series grows as its work does: peak RSS by one copy (and a little) per
+    MiB; time per MiB no larger at a step than *GROWTH* times the step before; time per
+    port below *PORT_MS* (a port's cost is too small next to the noise for a ratio)."""
+    verdicts = []
+    for kind in KINDS:
+        ratios = _per_unit(growth[kind], "rss_mib_per_unit")
+        if ratios:
+            limit = RSS_PER_MIB[kind]
+            verdicts.append(
+                _check(
+                    f"{kind}: peak RSS grows by <= {limit:g} MiB per MiB",
+                    ratios,
+                    max(ratios) <= limit,
+                )
+            )
+        costs = _per_unit(growth[kind], "cpu_ms_per_unit")
+        if len(costs) > 1:
+            steady = all(later <= GROWTH * earlier for earlier, later in itertools.pairwise(costs))
+            verdicts.append(
+                _check(
+                    f"{kind}: CPU per MiB grows by <= {GROWTH:g}x from step to step", costs, steady
+                )
+            )
+    costs = _per_unit(growth["skip"], "cpu_ms_per_unit")
+    if costs:
+        verdicts.append(
+            _check(f"skip: CPU per added port <= {PORT_MS:g} ms", costs, max(costs) <= PORT_MS)
+        )
+    return verdicts
+
+
+def _per_unit(series: dict[str, Any], key: str) -> list[float]:
+    return [step[key] for step in series["steps"]]
+
+
+def _check(text: str, values: list[float], passed: bool) -> dict[str, Any]:
+    return {"check": text, "status": "PASS" if passed else "FAIL", "values": values}
+
+
+def sha256_ms_per_mib() -> float:
+    """What hashing the raw bitstream costs on this machine, per MiB: ``hashlib.sha256``
+    over a buffer of *HASHED_MIB*, median of 5 (in this process: no start-up in it)."""
+    buffer = raw_bitstream(HASHED_MIB * MIB)
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        hashlib.sha256(buffer).digest()
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times) * 1000 / HASHED_MIB, 3)
+
+
+def render(report: dict[str, Any]) -> str:
+    """The scaling report as ``make bench-scaling`` prints it."""
+    settings = report["settings"]
+    rows, growth = report["rows"], report["growth"]
+    lines = [
+        f"how the cost grows: medians of {settings['repeats']} runs per case, one per round "
+        f"in shuffled order, after {settings['warmup_rounds']} warm-up round(s)",
+        "",
+        *table(rows),
+    ]
+    for name, unit in (("gbs", "MiB"), ("aocx", "MiB"), ("skip", "port")):
+        base = growth[name]["base"]
+        lines += ["", f"{name}: added to {base} (CPU ms: median of per-round differences)"]
+        lines += [f"  {'case':<10} {'cpu ms added (95 %)':>24} {f'cpu ms/{unit}':>11}"]
+        if unit == "MiB":
+            lines[-1] += f" {'RSS MiB/MiB':>11}"
+        for step in growth[name]["steps"]:
+            paired = {"cpu_ms": step["cpu_ms_added"], "cpu_ms_ci95": step["cpu_ms_added_ci95"]}
+            line = f"  {step['case']:<10} {interval_text(paired, 'cpu_ms'):>24}"
+            line += f" {step['cpu_ms_per_unit']:11.2f}"
+            if unit == "MiB":
+                line += f" {step['rss_mib_per_unit']:11.2f}"
+            lines.append(line)
+    lines += [
+        "",
+        f"sha256 of a raw bitstream: {report['sha256_ms_per_mib']:.2f} ms per MiB "
+        f"(hashlib over {HASHED_MIB} MiB in the bench's process, median of 5)",
+        "",
+        "checks:",
+    ]
+    for verdict in report["checks"]:
+        values = ", ".join(f"{value:.2f}" for value in verdict["values"])
+        lines.append(f"  {verdict['status']}  {verdict['check']}: {values}")
+    return "\n".join(lines)
