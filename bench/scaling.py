@@ -8,17 +8,17 @@ Two series, measured in the same shuffled rounds as the start-up table:
   once into one buffer, an AOCX's GBS inflated into one buffer);
 - a port that already holds its AFU, for a container given 1, 4 and 16
   ports (one request each) on a node of 8 cards of 2 ports, its ports
-  spread over as many cards as they can be (one FME lock per card): time
-  should grow by a constant amount per port.
+  spread over as many cards as they can be (each port is surveyed, then
+  checked under its card's FME lock): time should grow by a constant
+  amount per port.
 
 Each step is the median of per-round differences from the smallest case of
-its series, divided by the work added (MiB, ports); the checks compare each
-step's cost per MiB with the one before it, and bound the cost of a port.
+its series, divided by the work added (MiB, ports); the checks compare the
+cost per MiB of the two largest sizes, and bound the cost of a port.
 """
 
 import argparse
 import hashlib
-import itertools
 import statistics
 import time
 from typing import Any
@@ -43,10 +43,10 @@ CARDS, PORTS_PER_CARD = 8, 2
 KINDS = ("gbs", "aocx")
 # Peak RSS added per MiB of raw bitstream: one copy, and what the start-up targets allow.
 RSS_PER_MIB = {"gbs": 1.1, "aocx": 1.25}
-# A step's time per MiB may exceed the step before it by this factor: more would be growth
-# faster than the work.
+# The time per MiB at the largest size may exceed that at the size before by this factor: more
+# would be growth faster than the work.
 GROWTH = 1.25
-# What one more port may add to a skip: a few sysfs reads, a log line, at most one FME lock.
+# What one more port may add to a skip: a few sysfs reads, its FME's lock, a log line.
 PORT_MS = 1.0
 HASHED_MIB = 64  # the buffer the SHA-256 cost is measured on
 
@@ -163,7 +163,8 @@ def grow(steps: list[tuple[str, int]], results: Results, rows: Rows) -> dict[str
 
 def checks(growth: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Whether each series grows as its work does: peak RSS by one copy (and a little) per
-    MiB; time per MiB no larger at a step than *GROWTH* times the step before; time per
+    MiB; time per MiB at the largest size at most *GROWTH* times that at the size before
+    (the smaller steps add too little time to judge a ratio on a shared machine); time per
     port below *PORT_MS* (a port's cost is too small next to the noise for a ratio)."""
     verdicts = []
     for kind in KINDS:
@@ -179,12 +180,9 @@ def checks(growth: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             )
         costs = _per_unit(growth[kind], "cpu_ms_per_unit")
         if len(costs) > 1:
-            steady = all(later <= GROWTH * earlier for earlier, later in itertools.pairwise(costs))
-            verdicts.append(
-                _check(
-                    f"{kind}: CPU per MiB grows by <= {GROWTH:g}x from step to step", costs, steady
-                )
-            )
+            largest, before = growth[kind]["steps"][-1]["work"], growth[kind]["steps"][-2]["work"]
+            text = f"{kind}: CPU per MiB at {largest} MiB <= {GROWTH:g} x at {before} MiB"
+            verdicts.append(_check(text, costs[-2:], costs[-1] <= GROWTH * costs[-2]))
     costs = _per_unit(growth["skip"], "cpu_ms_per_unit")
     if costs:
         verdicts.append(
