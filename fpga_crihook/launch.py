@@ -3,7 +3,7 @@
 Every container start on the node runs the hook, and most of its time goes
 into importing click, structlog and pydantic, which allocate hundreds of
 thousands of objects; Python's cyclic garbage collector walks them again and
-again while they load (``make bench``: about 15 ms of a start). The hook
+again while they load (``make bench``: about 10 ms of a start). The hook
 lives for well under its deadline and frees its large buffers explicitly, so
 it turns the collector off before importing anything. Reference counting
 still frees every object not caught in a cycle; the rest goes with the
