@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     """Install the hook as deployed, build the world, run every case round-robin, print the
     tables, write the JSON."""
     options = _parse_arguments(argv)
+    load_before = os.getloadavg()
     install = deployed_install(REPO, options.venv)
     with tempfile.TemporaryDirectory(prefix="fpga-crihook-bench-") as scratch:
         root = Path(scratch)
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report = _startup(world, install, options)
             text = render(report)
-    report = {"machine": machine(), "install": _install_facts(install), **report}
+    report = {"machine": machine(load_before), "install": _install_facts(install), **report}
     print(f"{machine_line(report)}\n{text}")
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps(report, indent=2) + "\n")
@@ -307,12 +308,14 @@ def _verdict(target: Target, results: Results, rows: Rows) -> dict[str, Any]:
 # The machine and the install ---------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    """CPU model, core count, load, Python version and kernel of this machine."""
+def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """CPU model, core count, load averages (1, 5, 15 minutes) at the start and at the end,
+    Python version and kernel of this machine."""
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
-        "load": [round(load, 2) for load in os.getloadavg()],
+        "load_before": [round(load, 2) for load in load_before],
+        "load_after": [round(load, 2) for load in os.getloadavg()],
         "python": platform.python_version(),
         "kernel": f"{platform.system()} {platform.release()}",
     }
@@ -339,12 +342,14 @@ def _install_facts(install: Install) -> dict[str, Any]:
 
 
 def machine_line(report: dict[str, Any]) -> str:
-    """The first lines of every output: the machine (with its load at the end) and the hook."""
+    """The first lines of every output: the machine (with its load) and the hook."""
     box = report["machine"]
-    load = " ".join(f"{value:.2f}" for value in box["load"])
+    before, after = (
+        " ".join(f"{value:.2f}" for value in box[key]) for key in ("load_before", "load_after")
+    )
     return (
         f"machine: {box['cpu']}, {box['cores']} cores, Python {box['python']}, "
-        f"{box['kernel']}; load average at the end {load}\n"
+        f"{box['kernel']}; load average {before} at the start, {after} at the end\n"
         f"hook: {report['install']['description']}"
     )
 

@@ -86,7 +86,8 @@ def test_small_benchmark_times_the_deployed_install_and_judges_every_target(
     assert report["settings"] == {"repeats": 1, "warmup_rounds": 0, "size_mib": 1}
     lines = stdout.splitlines()
     assert lines[0].startswith("machine: ")
-    assert "load average" in lines[0]
+    assert "at the start" in lines[0]
+    assert len(report["machine"]["load_before"]) == len(report["machine"]["load_after"]) == 3
     assert lines[1].startswith("hook: fpga-crihook 0.1.0, non-editable install in bench/")
     assert "skip CPU <= floor-models + 10 ms" in stdout
     assert "noop CPU <= floor-models + 5 ms" in stdout
