@@ -29,20 +29,17 @@ _NO_PYDANTIC_PLUGINS = ("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 def main() -> None:
     """``fpga-crihook``."""
-    _prepare_process()
-    from fpga_crihook import cli  # noqa: PLC0415 (after the process is prepared)
+    gc.disable()
+    os.environ.setdefault(*_NO_PYDANTIC_PLUGINS)
+    from fpga_crihook import cli  # noqa: PLC0415 (after the collector is off)
 
     cli.main()
 
 
 def intel_drop_in() -> None:
     """``intel-fpga-crihook``: Intel's CDI hook path, ``fpga-crihook createRuntime``."""
-    _prepare_process()
-    from fpga_crihook import cli  # noqa: PLC0415 (after the process is prepared)
-
-    cli.intel_drop_in()
-
-
-def _prepare_process() -> None:
     gc.disable()
     os.environ.setdefault(*_NO_PYDANTIC_PLUGINS)
+    from fpga_crihook import cli  # noqa: PLC0415 (after the collector is off)
+
+    cli.intel_drop_in()
