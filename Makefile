@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean testdata
+.PHONY: demo test lint typecheck unit bench bench-scaling clean testdata
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,16 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The bench installs the hook as deployed in bench/.venv-deployed (rebuilt when the source
+# changes) and times that; see bench/README.md. BENCH_ARGS="--repeats 101", say.
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-scaling: $(STAMP)
+	$(BIN)/python bench/run.py --scaling $(BENCH_ARGS)
 
 testdata: $(STAMP)
 	$(BIN)/python testdata/generate.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) bench/.venv-deployed bench/.venv-deployed.lock .mypy_cache .pytest_cache .ruff_cache
