@@ -10,6 +10,7 @@ and the Containerfile is read for the paths the other two rely on
 import copy
 import json
 import os
+import re
 import shlex
 import stat
 import subprocess
@@ -770,32 +771,36 @@ def test_payload_programs_ignore_python_variables_in_their_environment(
 # --- Containerfile ------------------------------------------------------------
 
 
-def _final_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for keyword, arguments in final_stage():
-        if keyword == "ENV":
-            for item in shlex.split(arguments):
-                name, _, value = item.partition("=")
-                env[name] = value
-    return env
+def _installer_value(name: str) -> str:
+    """What install-on-node.sh sets *name* to when the environment does not."""
+    pattern = rf"^{name}=(?:\$\{{{name}:-)?([^}}\n]+)\}}?$"
+    (value,) = re.findall(pattern, INSTALLER.read_text(encoding="utf-8"), re.MULTILINE)
+    return str(value)
 
 
 def test_image_ships_the_payload_where_the_installer_looks() -> None:
     (build,) = [args for keyword, args in instructions() if "build-payload.sh" in args]
     built = shlex.split(build)[-1]
-    assert ["--from=builder", built, _final_env()["PAYLOAD_DIR"]] in copies(final_stage())
+    assert ["--from=builder", built, _installer_value("PAYLOAD_DIR")] in copies(final_stage())
 
 
 def test_image_ships_the_hook_file_and_installer_where_the_installer_looks() -> None:
     copied = {tuple(args[:-1]): args[-1] for args in copies(final_stage())}
-    assert copied[("hooks.d/intel-fpga-crihook.json",)] == _final_env()["HOOK_JSON"]
+    assert copied[("hooks.d/intel-fpga-crihook.json",)] == _installer_value("HOOK_JSON")
     installer_in_image = copied[("deployments/install-on-node.sh",)]
     assert image_command() == ["/bin/sh", installer_in_image, "install"]
 
 
+def test_image_sets_no_environment_and_no_user() -> None:
+    """Intel's DaemonSet sets neither: the installer's defaults are the image's paths, and
+    the image's default user, root, owns what it writes on the node."""
+    keywords = {keyword for keyword, _ in final_stage()}
+    assert not keywords & {"ENV", "USER"}
+
+
 def test_image_node_root_is_where_the_daemonset_mounts_the_node() -> None:
     (installer,) = _pod_spec()["initContainers"]
-    assert _final_env()["NODE_ROOT"] == _env(installer)["NODE_ROOT"]
+    assert _installer_value("DAEMONSET_NODE_ROOT") == _env(installer)["NODE_ROOT"]
 
 
 def test_containerfile_copies_only_files_that_exist() -> None:
