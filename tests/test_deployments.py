@@ -59,6 +59,15 @@ OPENSHIFT_HOOKS_DIRS = [ETC_HOOKS_DIR, RUN_HOOKS_DIR, HOOKS_DIR]
 DROP_IN = Path("opt/intel/fpga-sw/intel-fpga-crihook")  # the path Intel's CDI spec names
 DROP_IN_TARGET = "../fpga-crihook/bin/intel-fpga-crihook"
 OVERLAY = KUBERNETES / "intel-cdi" / "kustomization.yaml"
+INTEL_PLUGIN_OVERLAY = KUBERNETES / "intel-fpga-plugin" / "kustomization.yaml"
+# Intel's FPGA plugin DaemonSet (intel-device-plugins-for-kubernetes v0.36.0,
+# deployments/fpga_plugin/base/intel-fpga-plugin-daemonset.yaml): its init container's
+# image, and the kustomization that runs the plugin in region mode.
+INTEL_INIT_IMAGE = "intel/intel-fpga-initcontainer"
+INTEL_REGION_KUSTOMIZATION = (
+    "https://github.com/intel/intel-device-plugins-for-kubernetes/deployments/fpga_plugin/"
+    "overlays/region"
+)
 
 
 def _manifest_files(directory: Path = KUBERNETES) -> list[Path]:
@@ -132,6 +141,9 @@ def test_kustomization_lists_every_manifest_beside_it(kustomization: Path) -> No
     (config,) = documents(kustomization)
     listed = config["resources"]
     for resource in listed:
+        if "://" in resource:  # another project's kustomization, at a fixed release
+            assert re.search(r"\?ref=v\d+\.\d+\.\d+$", resource), f"{resource}: not pinned"
+            continue
         target = kustomization.parent / resource
         assert target.is_file() or any((target / name).is_file() for name in KUSTOMIZATION_NAMES), (
             f"{kustomization} lists {resource}, which does not exist"
@@ -705,6 +717,22 @@ def test_intel_cdi_overlay_switches_the_installer_mode() -> None:
     assert "/" + str(DROP_IN.parent.parent) in {
         volume["hostPath"]["path"] for volume in pod_spec["volumes"]
     }
+
+
+def test_intel_plugin_overlay_gives_intels_init_container_this_image() -> None:
+    """Intel's region-mode plugin as Intel deploys it, this image in its init container: the
+    same image the base deploys, set by one kustomize images entry."""
+    (overlay,) = documents(INTEL_PLUGIN_OVERLAY)
+    (base,) = documents(BASE / "kustomization.yaml")
+    ours = {(image["newName"], image["newTag"]) for image in base["images"]}
+
+    (resource,) = overlay["resources"]
+    (image,) = overlay["images"]
+
+    assert resource.startswith(INTEL_REGION_KUSTOMIZATION + "?ref=v0.")
+    assert image["name"] == INTEL_INIT_IMAGE
+    assert {(image["newName"], image["newTag"])} == ours
+    assert set(overlay) == {"apiVersion", "kind", "resources", "images"}
 
 
 # --- build-payload.sh -----------------------------------------------------------
