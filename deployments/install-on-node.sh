@@ -45,7 +45,7 @@
 #   FPGA_SW_DIR (/opt/intel/fpga-sw):
 #   fpga-crihook.d/<release>/                   the payload
 #   fpga-crihook -> fpga-crihook.d/<release>
-#   intel-fpga-crihook   a two-line sh script running fpga-crihook/bin/intel-fpga-crihook
+#   intel-fpga-crihook   a short sh script running fpga-crihook/bin/intel-fpga-crihook
 #              beside it. A file, not a symlink: Intel's init container copies
 #              its hook there with toybox's cp -a, which writes through a symlink
 #              into whatever it names; a file it simply overwrites. Nothing else

@@ -430,6 +430,11 @@ def _install_into(fpga_sw: Path, payload: Path, *args: str) -> str:
     return result.stdout
 
 
+def _drop_in_output(fpga_sw: Path) -> str:
+    ran = subprocess.run([fpga_sw / DROP_IN], env={}, capture_output=True, text=True, check=True)
+    return ran.stdout.strip()
+
+
 def _make_bulky_payload(directory: Path, release: str) -> Path:
     """A stand-in payload with enough files that copying it takes a while."""
     payload = make_payload(directory, release)
@@ -503,6 +508,29 @@ def test_uninstall_leaves_a_hook_intels_init_container_put_back(tmp_path: Path) 
 
     assert os.listdir(fpga_sw) == [DROP_IN]
     assert (fpga_sw / DROP_IN).read_bytes() == INTELS_HOOK
+
+
+def test_moving_from_intel_cdi_keeps_a_hook_at_the_drop_in_path_throughout(
+    tmp_path: Path,
+) -> None:
+    """The migration deployments/README.md gives: Intel's DaemonSet with this image first,
+    then the intel-cdi install's uninstall, which must leave the new drop-in alone."""
+    node = tmp_path / "node"
+    fpga_sw = node / "opt/intel/fpga-sw"
+    node_env = {"NODE_ROOT": str(node), "HOOK_JSON": str(HOOK_JSON), "HOOK_MODE": "intel-cdi"}
+    old = make_payload(tmp_path / "old", "old")
+    installed = run_installer({**node_env, "PAYLOAD_DIR": str(old)})
+    assert installed.returncode == 0, installed.stderr
+
+    _install_into(fpga_sw, make_payload(tmp_path / "new", "new"))
+    between = _drop_in_output(fpga_sw)
+    removed = run_installer({**node_env, "PAYLOAD_DIR": str(old)}, "uninstall")
+    after = _drop_in_output(fpga_sw)
+
+    assert between == after == "drop-in new"
+    assert removed.returncode == 0, removed.stderr
+    assert sorted(os.listdir(node / "opt/intel")) == ["fpga-sw"]
+    assert sorted(os.listdir(fpga_sw)) == [PAYLOAD_LINK, RELEASES, DROP_IN]
 
 
 @pytest.mark.parametrize(
