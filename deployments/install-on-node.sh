@@ -1,21 +1,34 @@
 #!/bin/sh
-# Install fpga-crihook on a node, or remove it.
+# Install fpga-crihook on a node, or remove it: the entrypoint of the image
+# built from deployments/Containerfile.
 #
 # Usage: install-on-node.sh [install|uninstall]
 #
-# The init container of the intel-fpga-crihook DaemonSet runs this with the
-# node's /opt/intel, its hooks directories and (read-only) /etc/crio mounted
-# under $NODE_ROOT. Run directly on a node with NODE_ROOT=/.
+# Where it installs, by what it is given:
 #
-# HOOK_MODE says how the container runtime is to run the hook:
+#   NODE_ROOT    the node's root: its /opt/intel and hooks directories, and
+#                (read-only) /etc/crio. The intel-fpga-crihook DaemonSet
+#                mounts them under /host; on a node itself, NODE_ROOT=/.
+#   FPGA_SW_DIR  only the node's /opt/intel/fpga-sw, where Intel's FPGA device
+#                plugin's CDI spec names the hook: this image as the init
+#                container of Intel's plugin DaemonSet, which mounts that
+#                directory alone, at the same path, and sets no env.
+#
+# With neither set, what is there says which: /host/opt/intel for the first,
+# else /opt/intel/fpga-sw for the second (the image has neither of its own); a
+# run that finds both, or neither, fails.
+#
+# Under NODE_ROOT, HOOK_MODE says how the container runtime is to run the hook:
 #   hooks.d    (default) CRI-O and podman read the hooks.d file
 #   intel-cdi  Intel's FPGA device plugin names the hook in its CDI spec
 #              (containerd 1.7+, CRI-O): the drop-in goes where that spec
 #              points, and the hooks.d file is removed, since with both the
 #              hook would run twice for a CRI-O container
+# In FPGA_SW_DIR it can only be the CDI spec (HOOK_MODE unset or intel-cdi).
 #
 # What lands on the node:
-#   /opt/intel/fpga-crihook.d/<release>/        the payload (venv + interpreter)
+#   NODE_ROOT:
+#   /opt/intel/fpga-crihook.d/<release>/        the payload (interpreter + package)
 #   /opt/intel/fpga-crihook -> fpga-crihook.d/<release>
 #   hooks.d:   <dir>/intel-fpga-crihook.json, <dir> the first directory of
 #              CRI-O's hooks_dir that can be written (/etc/crio/crio.conf, then
@@ -29,6 +42,14 @@
 #   intel-cdi: /opt/intel/fpga-sw/intel-fpga-crihook -> ../fpga-crihook/bin/intel-fpga-crihook
 #              (replacing whatever was there, e.g. Intel's own hook: do not also
 #              deploy Intel's FPGA init container, which would put its own back)
+#   FPGA_SW_DIR (/opt/intel/fpga-sw):
+#   fpga-crihook.d/<release>/                   the payload
+#   fpga-crihook -> fpga-crihook.d/<release>
+#   intel-fpga-crihook   a short sh script running fpga-crihook/bin/intel-fpga-crihook
+#              beside it. A file, not a symlink: Intel's init container copies
+#              its hook there with toybox's cp -a, which writes through a symlink
+#              into whatever it names; a file it simply overwrites. Nothing else
+#              in the directory is touched.
 #
 # CRI-O's config is TOML, which sh cannot read reliably: the payload's own
 # Python reads it, with the module `fpga-crihook check` uses (python -m
@@ -39,41 +60,46 @@
 # A container starting during an install runs either the old hook or the new
 # one, never a half-copied payload. A directory cannot be renamed over a
 # non-empty one, so the payload is copied into a new release directory and the
-# symlink that the hooks.d file's path goes through is replaced with rename(2).
-# The hooks.d file is written under a temporary name that CRI-O ignores (it
-# reads only *.json) and renamed into place after the payload, so it never
-# names a program that is not there. Running it again installs the payload
-# afresh, removes the releases before it and leaves the same state. Beyond
-# POSIX it needs mv -T and mktemp, which GNU coreutils and BusyBox both have.
+# symlink that the hooks.d file's path and the drop-in go through is replaced
+# with rename(2). The hooks.d file and the drop-in file are written under
+# temporary names that the runtimes ignore and renamed into place after the
+# payload, so they never name a program that is not there. Running it again
+# installs the payload afresh, removes the releases before it and leaves the
+# same state. Nothing is written outside the directories named above (the
+# image's root file system is read-only). Beyond POSIX it needs mv -T and
+# mktemp, which GNU coreutils and BusyBox both have.
 set -eu
 
-NODE_ROOT=${NODE_ROOT:-/host}
-PAYLOAD_DIR=${PAYLOAD_DIR:-/opt/intel/fpga-crihook}
+# Started with no env at all (as Intel's DaemonSet may), there is no PATH either.
+PATH=${PATH:-/usr/sbin:/usr/bin:/sbin:/bin}
+NODE_ROOT=${NODE_ROOT:-}
+FPGA_SW_DIR=${FPGA_SW_DIR:-}
+# Where the image holds the payload and the hooks.d file.
+PAYLOAD_DIR=${PAYLOAD_DIR:-/usr/local/lib/fpga-crihook}
 HOOK_JSON=${HOOK_JSON:-/usr/local/share/fpga-crihook/intel-fpga-crihook.json}
-HOOK_MODE=${HOOK_MODE:-hooks.d}
+HOOK_MODE=${HOOK_MODE:-}
+
+# Where the intel-fpga-crihook DaemonSet mounts the node, and where Intel's
+# FPGA plugin DaemonSet mounts the node's /opt/intel/fpga-sw.
+DAEMONSET_NODE_ROOT=/host
+INTEL_FPGA_SW=/opt/intel/fpga-sw
 
 NAME=fpga-crihook
 HOOK_FILE_NAME=intel-fpga-crihook.json
 DROP_IN_NAME=intel-fpga-crihook
 # Relative, so that it resolves on the node and under $NODE_ROOT alike.
 DROP_IN_TARGET=../$NAME/bin/$DROP_IN_NAME
-
-root=${NODE_ROOT%/}
-install_dir=$root/opt/intel
-current=$install_dir/$NAME
-releases=$install_dir/$NAME.d
-drop_in_dir=$install_dir/fpga-sw
-drop_in=$drop_in_dir/$DROP_IN_NAME
-# Left in $releases when this installer made $drop_in_dir, which uninstall then removes.
-made_drop_in_dir=$releases/.made-fpga-sw
-crio_config=$root/etc/crio/crio.conf
-crio_config_dir=$root/etc/crio/crio.conf.d
+# The second line of the drop-in file FPGA_SW_DIR gets: how uninstall knows it.
+DROP_IN_MARKER="# $NAME's drop-in for the hook Intel's FPGA device plugin names in its CDI spec:"
 CRIO_DEFAULT_HOOKS_DIR=/usr/share/containers/oci/hooks.d
 # Where a hooks.d file of ours may be from an earlier install: the directories
 # podman, CRI-O and OpenShift's CRI-O read, beside CRI-O's own hooks_dir.
 KNOWN_HOOKS_DIRS="/etc/containers/oci/hooks.d
 /run/containers/oci/hooks.d
 $CRIO_DEFAULT_HOOKS_DIR"
+
+# Set by choose_target: node (NODE_ROOT) or fpga-sw (FPGA_SW_DIR).
+target=
 
 # Set by read_crio_hooks_dirs: CRI-O's hooks_dir (node paths, one a line), and why.
 crio_hooks_dirs=
@@ -105,13 +131,63 @@ die() {
     exit 1
 }
 
+# Fills target from NODE_ROOT or FPGA_SW_DIR, or else from what is mounted.
+choose_target() {
+    if [ -n "$NODE_ROOT" ] && [ -n "$FPGA_SW_DIR" ]; then
+        die "NODE_ROOT and FPGA_SW_DIR are both set: set the one to install into"
+    elif [ -n "$NODE_ROOT" ]; then
+        target=node
+    elif [ -n "$FPGA_SW_DIR" ]; then
+        target=fpga-sw
+    elif [ -d "$DAEMONSET_NODE_ROOT/opt/intel" ] && [ -d "$INTEL_FPGA_SW" ]; then
+        die "both $DAEMONSET_NODE_ROOT/opt/intel and $INTEL_FPGA_SW are mounted: cannot tell \
+which to install into (set NODE_ROOT or FPGA_SW_DIR)"
+    elif [ -d "$DAEMONSET_NODE_ROOT/opt/intel" ]; then
+        target=node
+        NODE_ROOT=$DAEMONSET_NODE_ROOT
+        log "installing into the node's root mounted at $NODE_ROOT"
+    elif [ -d "$INTEL_FPGA_SW" ]; then
+        target=fpga-sw
+        FPGA_SW_DIR=$INTEL_FPGA_SW
+        log "only $INTEL_FPGA_SW is mounted (Intel's FPGA plugin DaemonSet): installing into it"
+    else
+        die "neither $DAEMONSET_NODE_ROOT/opt/intel (the intel-fpga-crihook DaemonSet) nor \
+$INTEL_FPGA_SW (Intel's FPGA plugin DaemonSet) is mounted: nowhere to install"
+    fi
+}
+
+# The paths of the chosen target.
+set_paths() {
+    if [ "$target" = node ]; then
+        root=${NODE_ROOT%/}
+        install_dir=$root/opt/intel
+        drop_in_dir=$install_dir/fpga-sw
+        HOOK_MODE=${HOOK_MODE:-hooks.d}
+        crio_config=$root/etc/crio/crio.conf
+        crio_config_dir=$root/etc/crio/crio.conf.d
+    else
+        case $HOOK_MODE in
+            "" | intel-cdi) ;;
+            *) die "HOOK_MODE=$HOOK_MODE needs NODE_ROOT: in $FPGA_SW_DIR alone only \
+Intel's CDI spec can run the hook (HOOK_MODE unset or intel-cdi)" ;;
+        esac
+        install_dir=${FPGA_SW_DIR%/}
+        drop_in_dir=$install_dir
+    fi
+    current=$install_dir/$NAME
+    releases=$install_dir/$NAME.d
+    drop_in=$drop_in_dir/$DROP_IN_NAME
+    # Left in $releases when this installer made $drop_in_dir, which uninstall then removes.
+    made_drop_in_dir=$releases/.made-fpga-sw
+}
+
 check_sources() {
     [ -x "$PAYLOAD_DIR/bin/$NAME" ] \
         || die "no executable $PAYLOAD_DIR/bin/$NAME: PAYLOAD_DIR must name the payload"
-    case $HOOK_MODE in
-        hooks.d)
+    case $target.$HOOK_MODE in
+        node.hooks.d)
             [ -f "$HOOK_JSON" ] || die "no hooks.d file at $HOOK_JSON: HOOK_JSON must name it" ;;
-        intel-cdi)
+        node.intel-cdi | fpga-sw.*)
             [ -x "$PAYLOAD_DIR/bin/$DROP_IN_NAME" ] \
                 || die "no executable $PAYLOAD_DIR/bin/$DROP_IN_NAME: the payload has no drop-in" ;;
         *) die "unknown HOOK_MODE '$HOOK_MODE': expected hooks.d or intel-cdi" ;;
@@ -281,6 +357,41 @@ remove_drop_in() {
     fi
 }
 
+# FPGA_SW_DIR's drop-in: a file that runs the launcher in the release $NAME,
+# beside it, links to.
+drop_in_script() {
+    printf '%s\n' \
+        '#!/bin/sh' \
+        "$DROP_IN_MARKER" \
+        "# it runs $NAME/bin/$DROP_IN_NAME beside this file. Written by $NAME's installer." \
+        'case $0 in */*) here=${0%/*} ;; *) here=. ;; esac' \
+        "exec \"\$here/$NAME/bin/$DROP_IN_NAME\" \"\$@\""
+}
+
+is_drop_in_file() {
+    [ -f "$drop_in" ] && [ ! -L "$drop_in" ] && [ "$(sed -n 2p "$drop_in")" = "$DROP_IN_MARKER" ]
+}
+
+# Written whole under a temporary name, then renamed over whatever is there.
+install_drop_in_file() {
+    drop_in_tmp=$drop_in_dir/.$DROP_IN_NAME.tmp
+    rm -f "$drop_in_tmp"
+    drop_in_script > "$drop_in_tmp"
+    if [ ! -L "$drop_in" ] && cmp -s "$drop_in_tmp" "$drop_in"; then
+        rm -f "$drop_in_tmp"
+        drop_in_tmp=
+        log "$drop_in is up to date"
+        return
+    fi
+    if [ -e "$drop_in" ] || [ -L "$drop_in" ]; then
+        log "replacing $drop_in (Intel's own hook, if its init container put it there)"
+    fi
+    chmod 0755 "$drop_in_tmp"
+    mv -T "$drop_in_tmp" "$drop_in"
+    drop_in_tmp=
+    log "wrote $drop_in, which runs $NAME/bin/$DROP_IN_NAME beside it"
+}
+
 install() {
     check_sources
     mkdir -p "$releases"
@@ -288,39 +399,57 @@ install() {
     install_payload
     remove_old_releases
     # Put the new way in place before taking the old one away.
-    if [ "$HOOK_MODE" = intel-cdi ]; then
-        install_drop_in
-        read_crio_hooks_dirs required
-        remove_hook_files "" " (HOOK_MODE=intel-cdi: the CDI spec runs the hook)"
-    else
-        choose_hooks_dir
-        install_hook_file
-        remove_hook_files "$hooks_dir" ": an older copy, which would run the hook a second time"
-        remove_drop_in
-    fi
+    case $target.$HOOK_MODE in
+        fpga-sw.*)
+            install_drop_in_file ;;
+        node.intel-cdi)
+            install_drop_in
+            read_crio_hooks_dirs required
+            remove_hook_files "" " (HOOK_MODE=intel-cdi: the CDI spec runs the hook)" ;;
+        *)
+            choose_hooks_dir
+            install_hook_file
+            remove_hook_files "$hooks_dir" ": an older copy, which would run the hook a second time"
+            remove_drop_in ;;
+    esac
     log "done"
 }
 
-# The hooks.d files and the drop-in go first, so the runtime stops calling the
-# hook before the program disappears.
-uninstall() {
-    remove_drop_in
-    read_crio_hooks_dirs optional
-    remove_hook_files "" ""
-    if [ -e "$made_drop_in_dir" ] && rmdir "$drop_in_dir" 2>/dev/null; then
-        log "removed $drop_in_dir"
-    fi
+remove_payload() {
     for path in "$current" "$releases"; do
         if [ -e "$path" ] || [ -L "$path" ]; then
             rm -rf "$path"
             log "removed $path"
         fi
     done
+}
+
+# The hooks.d files and the drop-in go first, so the runtime stops calling the
+# hook before the program disappears. In FPGA_SW_DIR, whatever else is there
+# (Intel's fpga_tool, the directory itself) stays.
+uninstall() {
+    if [ "$target" = fpga-sw ]; then
+        if is_drop_in_file; then
+            rm -f "$drop_in"
+            log "removed $drop_in"
+        fi
+    else
+        remove_drop_in
+        read_crio_hooks_dirs optional
+        remove_hook_files "" ""
+        if [ -e "$made_drop_in_dir" ] && rmdir "$drop_in_dir" 2>/dev/null; then
+            log "removed $drop_in_dir"
+        fi
+    fi
+    remove_payload
     log "done"
 }
 
-case ${1:-install} in
-    install) install ;;
-    uninstall) uninstall ;;
+command=${1:-install}
+case $command in
+    install | uninstall) ;;
     *) die "unknown command '$1': expected install or uninstall" ;;
 esac
+choose_target
+set_paths
+"$command"

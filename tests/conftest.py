@@ -40,6 +40,14 @@ RunHook = Callable[..., Completed]
 LockOf = Callable[[Port], FmeLock]
 
 
+@pytest.fixture(scope="session")
+def built_payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A payload from deployments/build-payload.sh, moved away from where it was built."""
+    from deployment import build_payload  # noqa: PLC0415 (it imports engine, which imports this)
+
+    return build_payload(tmp_path_factory.mktemp("payload"))
+
+
 @pytest.fixture
 def node(tmp_path: Path) -> SimNode:
     """An empty simulated node; tests add cards and bitstreams."""

@@ -131,6 +131,27 @@ class SimNode:
         settings.update(extra)
         return settings
 
+    def config_text(self, log_file: Path) -> str:
+        """A node config file for this node, for a hook given no env: only what differs
+        from a real node, and the events in *log_file*."""
+        settings = {
+            "sysfs": self.sysfs,
+            "devfs": self.devfs,
+            "bitstreams": self.store,
+            "lock-dir": self.root / "locks",
+            "programmer": "sim",
+            "log-file": log_file,
+            "syslog": "off",  # tests never write the machine's journal
+        }
+        return "".join(f'{key} = "{value}"\n' for key, value in settings.items())
+
+
+def logged_events(log_file: Path) -> list[str]:
+    """The ``event`` of every line the hook wrote to *log_file* (none if it is absent)."""
+    if not log_file.exists():
+        return []
+    return [json.loads(line)["event"] for line in log_file.read_text().splitlines()]
+
 
 @dataclasses.dataclass(frozen=True)
 class SimPort:

@@ -281,8 +281,9 @@ def test_check_says_how_to_install_a_missing_drop_in(node: SimNode, tmp_path: Pa
 
     assert result.returncode == 1
     assert _lines(result, "error") == [
-        f"error: {spec}: device 'dfl-fme.0': hook {missing} does not exist (install-on-node.sh "
-        "with HOOK_MODE=intel-cdi puts the drop-in there)"
+        f"error: {spec}: device 'dfl-fme.0': hook {missing} does not exist (the "
+        "intel-fpga-crihook image puts the drop-in there as the init container of Intel's FPGA "
+        "plugin DaemonSet)"
     ]
 
 

@@ -3,35 +3,41 @@
 No image is built and no cluster is reached here: the manifests are checked
 against the Kubernetes schemas that kubernetes-validate ships, the installer
 runs for real against a temporary directory standing in for the node's root,
-and the Containerfile is read for the paths the other two rely on.
+and the Containerfile is read for the paths the other two rely on
+(test_intel_init_container.py runs a root file system laid out like the image).
 """
 
 import copy
 import json
 import os
+import re
 import shlex
-import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from deployment import (
+    ABSOLUTE_LINK_TARGET,
+    HOOK_JSON,
+    INSTALLER,
+    KUBERNETES,
+    REPO,
+    copies,
+    documents,
+    final_stage,
+    image_command,
+    instructions,
+    make_payload,
+    run_installer,
+    tree,
+)
 from engine import unavailable
 
-REPO = Path(__file__).resolve().parent.parent
-DEPLOYMENTS = REPO / "deployments"
-KUBERNETES = DEPLOYMENTS / "kubernetes"
 BASE = KUBERNETES / "base"
-INSTALLER = DEPLOYMENTS / "install-on-node.sh"
-BUILD_PAYLOAD = DEPLOYMENTS / "build-payload.sh"
-# Debian's own Python: its standard library holds sitecustomize.py -> /etc/python3.X/...
-DEBIAN_PYTHON = Path("/usr/bin/python3")
-CONTAINERFILE = DEPLOYMENTS / "Containerfile"
-HOOK_JSON = REPO / "hooks.d" / "intel-fpga-crihook.json"
 
 # The oldest Kubernetes the manifests are meant for, and the newest release
 # whose schemas the installed kubernetes-validate carries.
@@ -53,12 +59,15 @@ OPENSHIFT_HOOKS_DIRS = [ETC_HOOKS_DIR, RUN_HOOKS_DIR, HOOKS_DIR]
 DROP_IN = Path("opt/intel/fpga-sw/intel-fpga-crihook")  # the path Intel's CDI spec names
 DROP_IN_TARGET = "../fpga-crihook/bin/intel-fpga-crihook"
 OVERLAY = KUBERNETES / "intel-cdi" / "kustomization.yaml"
-VENV_PYTHON_TARGET = "/opt/intel/fpga-crihook/python/bin/python3.11"
-
-
-def _documents(path: Path) -> list[Any]:
-    with path.open(encoding="utf-8") as stream:
-        return [document for document in yaml.safe_load_all(stream) if document is not None]
+INTEL_PLUGIN_OVERLAY = KUBERNETES / "intel-fpga-plugin" / "kustomization.yaml"
+# Intel's FPGA plugin DaemonSet (intel-device-plugins-for-kubernetes v0.36.0,
+# deployments/fpga_plugin/base/intel-fpga-plugin-daemonset.yaml): its init container's
+# image, and the kustomization that runs the plugin in region mode.
+INTEL_INIT_IMAGE = "intel/intel-fpga-initcontainer"
+INTEL_REGION_KUSTOMIZATION = (
+    "https://github.com/intel/intel-device-plugins-for-kubernetes/deployments/fpga_plugin/"
+    "overlays/region"
+)
 
 
 def _manifest_files(directory: Path = KUBERNETES) -> list[Path]:
@@ -75,7 +84,7 @@ def _kustomizations() -> list[Path]:
 
 
 def _base_resources() -> list[dict[str, Any]]:
-    return [document for path in _manifest_files(BASE) for document in _documents(path)]
+    return [document for path in _manifest_files(BASE) for document in documents(path)]
 
 
 def _daemonset() -> dict[str, Any]:
@@ -104,9 +113,9 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
     "path", _manifest_files(), ids=lambda path: str(path.relative_to(KUBERNETES))
 )
 def test_manifest_is_valid_for_kubernetes(path: Path, version: str) -> None:
-    documents = _documents(path)
-    assert documents, f"{path} holds no resource"
-    for document in documents:
+    found = documents(path)
+    assert found, f"{path} holds no resource"
+    for document in found:
         try:
             kubernetes_validate.validate(document, version, strict=True)
         except kubernetes_validate.SchemaNotFoundError as error:
@@ -129,9 +138,12 @@ def test_base_holds_the_namespace_and_the_daemonset() -> None:
     "kustomization", _kustomizations(), ids=lambda path: str(path.relative_to(KUBERNETES))
 )
 def test_kustomization_lists_every_manifest_beside_it(kustomization: Path) -> None:
-    (config,) = _documents(kustomization)
+    (config,) = documents(kustomization)
     listed = config["resources"]
     for resource in listed:
+        if "://" in resource:  # another project's kustomization, at a fixed release
+            assert re.search(r"\?ref=v\d+\.\d+\.\d+$", resource), f"{resource}: not pinned"
+            continue
         target = kustomization.parent / resource
         assert target.is_file() or any((target / name).is_file() for name in KUSTOMIZATION_NAMES), (
             f"{kustomization} lists {resource}, which does not exist"
@@ -145,7 +157,7 @@ def test_kustomization_lists_every_manifest_beside_it(kustomization: Path) -> No
 
 
 def test_kustomization_images_entry_sets_every_container_image() -> None:
-    (config,) = _documents(BASE / "kustomization.yaml")
+    (config,) = documents(BASE / "kustomization.yaml")
     settable = {image["name"] for image in config["images"]}
     used = {container["image"] for container in _containers(_pod_spec())}
     assert used == settable
@@ -185,25 +197,6 @@ def test_containers_run_unprivileged_and_limited() -> None:
 # --- install-on-node.sh -------------------------------------------------------
 
 
-def _make_payload(directory: Path, release: str) -> Path:
-    """A stand-in for the venv: the hook program, a file, and an absolute symlink."""
-    (directory / "bin").mkdir(parents=True)
-    program = directory / "bin" / "fpga-crihook"
-    program.write_text(f"#!/bin/sh\necho {release}\n", encoding="utf-8")
-    program.chmod(0o755)
-    drop_in = directory / "bin" / "intel-fpga-crihook"
-    drop_in.write_text(f"#!/bin/sh\necho drop-in {release}\n", encoding="utf-8")
-    drop_in.chmod(0o755)
-    (directory / "bin" / "python").symlink_to(VENV_PYTHON_TARGET)
-    # The installer reads CRI-O's config with the payload's Python: here, the tests' own.
-    python3 = directory / "bin" / "python3"
-    python3.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n', encoding="utf-8")
-    python3.chmod(0o755)
-    (directory / "lib").mkdir()
-    (directory / "lib" / f"{release}.txt").write_text(release, encoding="utf-8")
-    return directory
-
-
 def _make_hook_json(path: Path, timeout: int = 60) -> Path:
     hook = {
         "version": "1.0.0",
@@ -218,22 +211,10 @@ def _make_hook_json(path: Path, timeout: int = 60) -> Path:
 def _run_installer(
     node_root: Path, payload: Path, hook_json: Path, *args: str, mode: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ["PATH"],
-        "NODE_ROOT": str(node_root),
-        "PAYLOAD_DIR": str(payload),
-        "HOOK_JSON": str(hook_json),
-    }
+    env = {"NODE_ROOT": str(node_root), "PAYLOAD_DIR": str(payload), "HOOK_JSON": str(hook_json)}
     if mode is not None:
         env["HOOK_MODE"] = mode
-    return subprocess.run(
-        ["sh", str(INSTALLER), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return run_installer(env, *args)
 
 
 def _install(node_root: Path, payload: Path, hook_json: Path, mode: str | None = None) -> str:
@@ -248,18 +229,6 @@ def _run_installed_hook(node_root: Path) -> str:
     return result.stdout.strip()
 
 
-def _tree(directory: Path) -> dict[str, str]:
-    """Relative path -> content (or symlink target) of everything under *directory*."""
-    tree = {}
-    for path in directory.rglob("*"):
-        name = str(path.relative_to(directory))
-        if path.is_symlink():
-            tree[name] = "-> " + os.readlink(path)
-        elif path.is_file():
-            tree[name] = path.read_text(encoding="utf-8")
-    return tree
-
-
 @pytest.fixture
 def node_root(tmp_path: Path) -> Path:
     root = tmp_path / "host"
@@ -268,7 +237,7 @@ def node_root(tmp_path: Path) -> Path:
 
 
 def test_installer_puts_payload_and_hook_file_on_the_node(node_root: Path, tmp_path: Path) -> None:
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
     hook_json = _make_hook_json(tmp_path / "hook.json")
 
     output = _install(node_root, payload, hook_json)
@@ -276,7 +245,7 @@ def test_installer_puts_payload_and_hook_file_on_the_node(node_root: Path, tmp_p
     program = node_root / INSTALLED / "bin" / "fpga-crihook"
     assert stat.S_IMODE(program.stat().st_mode) == 0o755
     assert _run_installed_hook(node_root) == "first"
-    assert os.readlink(node_root / INSTALLED / "bin" / "python") == VENV_PYTHON_TARGET
+    assert os.readlink(node_root / INSTALLED / "bin" / "python") == ABSOLUTE_LINK_TARGET
     installed_hook = node_root / INSTALLED_HOOK_FILE
     assert json.loads(installed_hook.read_text(encoding="utf-8")) == json.loads(
         hook_json.read_text(encoding="utf-8")
@@ -292,7 +261,7 @@ def test_installer_puts_payload_and_hook_file_on_the_node(node_root: Path, tmp_p
 
 
 def test_installer_links_the_install_path_to_one_release(node_root: Path, tmp_path: Path) -> None:
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
 
     _install(node_root, payload, _make_hook_json(tmp_path / "hook.json"))
 
@@ -300,20 +269,20 @@ def test_installer_links_the_install_path_to_one_release(node_root: Path, tmp_pa
     (release,) = (node_root / RELEASES).iterdir()
     assert link.is_symlink()
     assert os.readlink(link) == f"{RELEASES.name}/{release.name}"
-    assert _tree(release) == _tree(payload)
+    assert tree(release) == tree(payload)
 
 
 def test_second_run_with_the_same_payload_leaves_the_same_state(
     node_root: Path, tmp_path: Path
 ) -> None:
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
     hook_json = _make_hook_json(tmp_path / "hook.json")
     _install(node_root, payload, hook_json)
-    before = _tree(node_root / INSTALLED)
+    before = tree(node_root / INSTALLED)
 
     output = _install(node_root, payload, hook_json)
 
-    assert _tree(node_root / INSTALLED) == before == _tree(payload)
+    assert tree(node_root / INSTALLED) == before == tree(payload)
     assert len(list((node_root / RELEASES).iterdir())) == 1
     assert "is up to date" in output
     assert (node_root / INSTALLED_HOOK_FILE).read_bytes() == hook_json.read_bytes()
@@ -322,44 +291,44 @@ def test_second_run_with_the_same_payload_leaves_the_same_state(
 def test_new_payload_replaces_the_old_one(node_root: Path, tmp_path: Path) -> None:
     _install(
         node_root,
-        _make_payload(tmp_path / "old", "old"),
+        make_payload(tmp_path / "old", "old"),
         _make_hook_json(tmp_path / "old.json", timeout=60),
     )
-    new_payload = _make_payload(tmp_path / "new", "new")
+    new_payload = make_payload(tmp_path / "new", "new")
     new_hook_json = _make_hook_json(tmp_path / "new.json", timeout=90)
 
     _install(node_root, new_payload, new_hook_json)
 
     assert _run_installed_hook(node_root) == "new"
-    assert _tree(node_root / INSTALLED) == _tree(new_payload)
+    assert tree(node_root / INSTALLED) == tree(new_payload)
     assert not (node_root / INSTALLED / "lib" / "old.txt").exists()
     assert len(list((node_root / RELEASES).iterdir())) == 1
     assert (node_root / INSTALLED_HOOK_FILE).read_bytes() == new_hook_json.read_bytes()
 
 
 def test_installer_replaces_a_directory_installed_by_hand(node_root: Path, tmp_path: Path) -> None:
-    _make_payload(node_root / INSTALLED, "by-hand")
-    payload = _make_payload(tmp_path / "payload", "packaged")
+    make_payload(node_root / INSTALLED, "by-hand")
+    payload = make_payload(tmp_path / "payload", "packaged")
 
     _install(node_root, payload, _make_hook_json(tmp_path / "hook.json"))
 
     assert (node_root / INSTALLED).is_symlink()
-    assert _tree(node_root / INSTALLED) == _tree(payload)
+    assert tree(node_root / INSTALLED) == tree(payload)
     assert len(list((node_root / RELEASES).iterdir())) == 1
 
 
 def test_installer_clears_what_a_killed_run_left_behind(node_root: Path, tmp_path: Path) -> None:
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
     hook_json = _make_hook_json(tmp_path / "hook.json")
     _install(node_root, payload, hook_json)
     half_copied = node_root / RELEASES / ".staging.abcdef"
-    _make_payload(half_copied, "half")
+    make_payload(half_copied, "half")
     (node_root / INSTALLED.parent / ".fpga-crihook.link").symlink_to("nowhere")
     (node_root / HOOKS_DIR / ".intel-fpga-crihook.json.tmp").write_text("{", encoding="utf-8")
 
     _install(node_root, payload, hook_json)
 
-    assert _tree(node_root / INSTALLED) == _tree(payload)
+    assert tree(node_root / INSTALLED) == tree(payload)
     assert not half_copied.exists()
     assert sorted(p.name for p in (node_root / INSTALLED.parent).iterdir()) == [
         INSTALLED.name,
@@ -383,7 +352,7 @@ def test_installer_refuses_a_payload_without_the_hook_program(
 
 
 def test_uninstall_removes_what_the_installer_wrote(node_root: Path, tmp_path: Path) -> None:
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
     hook_json = _make_hook_json(tmp_path / "hook.json")
     _install(node_root, payload, hook_json)
     other_hook = node_root / HOOKS_DIR / "other-vendor.json"
@@ -401,7 +370,7 @@ def test_uninstall_removes_what_the_installer_wrote(node_root: Path, tmp_path: P
 
 def test_installed_hook_file_names_the_installed_program(node_root: Path, tmp_path: Path) -> None:
     """The project's own hooks.d file points at the program the installer puts in place."""
-    _install(node_root, _make_payload(tmp_path / "payload", "first"), HOOK_JSON)
+    _install(node_root, make_payload(tmp_path / "payload", "first"), HOOK_JSON)
 
     hook = json.loads((node_root / INSTALLED_HOOK_FILE).read_text(encoding="utf-8"))
     program = node_root / hook["hook"]["path"].lstrip("/")
@@ -454,7 +423,7 @@ def test_installer_without_a_crio_config_writes_to_crios_default_directory(
     node_root: Path, tmp_path: Path
 ) -> None:
     output = _install(
-        node_root, _make_payload(tmp_path / "payload", "first"), _make_hook_json(tmp_path / "h")
+        node_root, make_payload(tmp_path / "payload", "first"), _make_hook_json(tmp_path / "h")
     )
 
     assert (node_root / INSTALLED_HOOK_FILE).is_file()
@@ -469,7 +438,7 @@ def test_installer_follows_openshifts_crio_config_with_usr_read_only(
     config = _crio_config(node_root, *OPENSHIFT_HOOKS_DIRS)
     hook_json = _make_hook_json(tmp_path / "hook.json")
 
-    result = _run_with_read_only_usr(node_root, _make_payload(tmp_path / "p", "first"), hook_json)
+    result = _run_with_read_only_usr(node_root, make_payload(tmp_path / "p", "first"), hook_json)
 
     assert result.returncode == 0, result.stderr
     assert (node_root / ETC_HOOKS_DIR / HOOK_FILE_NAME).read_bytes() == hook_json.read_bytes()
@@ -483,7 +452,7 @@ def test_installer_skips_a_listed_directory_it_cannot_write(
     _crio_config(node_root, HOOKS_DIR, ETC_HOOKS_DIR)
 
     result = _run_with_read_only_usr(
-        node_root, _make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h")
+        node_root, make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h")
     )
 
     assert result.returncode == 0, result.stderr
@@ -496,7 +465,7 @@ def test_installer_writes_where_crios_only_hooks_dir_is(node_root: Path, tmp_pat
     elsewhere = Path("var/lib/crio/hooks.d")
     _crio_config(node_root, elsewhere)
 
-    _install(node_root, _make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h"))
+    _install(node_root, make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h"))
 
     assert (node_root / elsewhere / HOOK_FILE_NAME).is_file()
     assert not (node_root / HOOKS_DIR).exists()
@@ -512,7 +481,7 @@ def test_installer_refuses_when_crios_only_hooks_dir_is_not_there(
     (node_root / elsewhere).rmdir()
 
     result = _run_installer(
-        node_root, _make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h")
+        node_root, make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h")
     )
 
     assert result.returncode != 0
@@ -528,7 +497,7 @@ def test_installer_refuses_a_crio_config_crio_cannot_read(node_root: Path, tmp_p
     broken.write_text('[crio.runtime]\nhooks_dir = ["/etc/containers/oci/hooks.d"\n')
 
     result = _run_installer(
-        node_root, _make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h")
+        node_root, make_payload(tmp_path / "p", "first"), _make_hook_json(tmp_path / "h")
     )
 
     assert result.returncode != 0
@@ -548,7 +517,7 @@ def test_install_removes_an_older_installers_copy_elsewhere(
     other_vendor.write_text("{}", encoding="utf-8")
     hook_json = _make_hook_json(tmp_path / "hook.json")
 
-    output = _install(node_root, _make_payload(tmp_path / "p", "first"), hook_json)
+    output = _install(node_root, make_payload(tmp_path / "p", "first"), hook_json)
 
     assert not old_copy.exists()
     assert other_vendor.exists()
@@ -558,7 +527,7 @@ def test_install_removes_an_older_installers_copy_elsewhere(
 
 def test_reinstall_under_crios_config_leaves_one_copy(node_root: Path, tmp_path: Path) -> None:
     _crio_config(node_root, RUN_HOOKS_DIR, ETC_HOOKS_DIR, HOOKS_DIR)
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
     hook_json = _make_hook_json(tmp_path / "hook.json")
     _install(node_root, payload, hook_json)
 
@@ -574,7 +543,7 @@ def test_uninstall_removes_the_hooks_file_from_every_hooks_directory(
 ) -> None:
     elsewhere = Path("var/lib/crio/hooks.d")
     _crio_config(node_root, elsewhere)
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
     hook_json = _make_hook_json(tmp_path / "hook.json")
     _install(node_root, payload, hook_json)
     for directory in (ETC_HOOKS_DIR, HOOKS_DIR):  # copies an older installer left
@@ -591,7 +560,7 @@ def test_uninstall_removes_the_hooks_file_from_every_hooks_directory(
 
 def test_uninstall_removes_the_drop_in_directory_only_when_it_made_it(tmp_path: Path) -> None:
     """A directory Intel's FPGA init container made is not ours to remove, even when empty."""
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
     hook_json = _make_hook_json(tmp_path / "hook.json")
     made, found = tmp_path / "made", tmp_path / "found"
     (found / DROP_IN.parent).mkdir(parents=True)
@@ -622,7 +591,7 @@ def _run_drop_in(node_root: Path) -> str:
 def test_intel_cdi_mode_puts_the_drop_in_where_intels_spec_points(
     node_root: Path, tmp_path: Path
 ) -> None:
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
 
     output = _install(node_root, payload, _make_hook_json(tmp_path / "hook.json"), "intel-cdi")
 
@@ -635,9 +604,9 @@ def test_intel_cdi_mode_puts_the_drop_in_where_intels_spec_points(
 
 def test_drop_in_follows_a_new_release(node_root: Path, tmp_path: Path) -> None:
     hook_json = _make_hook_json(tmp_path / "hook.json")
-    _install(node_root, _make_payload(tmp_path / "old", "old"), hook_json, "intel-cdi")
+    _install(node_root, make_payload(tmp_path / "old", "old"), hook_json, "intel-cdi")
 
-    output = _install(node_root, _make_payload(tmp_path / "new", "new"), hook_json, "intel-cdi")
+    output = _install(node_root, make_payload(tmp_path / "new", "new"), hook_json, "intel-cdi")
 
     assert _run_drop_in(node_root) == "drop-in new"
     assert f"{node_root / DROP_IN} is up to date" in output
@@ -646,7 +615,7 @@ def test_drop_in_follows_a_new_release(node_root: Path, tmp_path: Path) -> None:
 def test_switching_modes_swaps_the_hooks_d_file_and_the_drop_in(
     node_root: Path, tmp_path: Path
 ) -> None:
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
     hook_json = _make_hook_json(tmp_path / "hook.json")
     _install(node_root, payload, hook_json)  # the default: hooks.d
 
@@ -662,7 +631,7 @@ def test_switching_modes_swaps_the_hooks_d_file_and_the_drop_in(
 def test_a_drop_in_not_ours_stays_in_hooks_d_mode_and_is_replaced_in_intel_cdi_mode(
     node_root: Path, tmp_path: Path
 ) -> None:
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
     hook_json = _make_hook_json(tmp_path / "hook.json")
     intels = node_root / DROP_IN
     intels.parent.mkdir(parents=True)
@@ -679,7 +648,7 @@ def test_a_drop_in_not_ours_stays_in_hooks_d_mode_and_is_replaced_in_intel_cdi_m
 
 
 def test_uninstall_removes_the_drop_in(node_root: Path, tmp_path: Path) -> None:
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
     hook_json = _make_hook_json(tmp_path / "hook.json")
     _install(node_root, payload, hook_json, "intel-cdi")
     assert (node_root / DROP_IN).is_symlink()
@@ -701,7 +670,7 @@ def test_uninstall_removes_the_drop_in(node_root: Path, tmp_path: Path) -> None:
 def test_installer_refuses_a_mode_it_cannot_serve(
     node_root: Path, tmp_path: Path, mode: str, message: str
 ) -> None:
-    payload = _make_payload(tmp_path / "payload", "first")
+    payload = make_payload(tmp_path / "payload", "first")
     (payload / "bin" / "intel-fpga-crihook").unlink()
 
     result = _run_installer(node_root, payload, _make_hook_json(tmp_path / "h.json"), mode=mode)
@@ -727,7 +696,7 @@ def _merged_by_name(
 
 
 def test_intel_cdi_overlay_switches_the_installer_mode() -> None:
-    (overlay,) = _documents(OVERLAY)
+    (overlay,) = documents(OVERLAY)
     (entry,) = overlay["patches"]
     patch = yaml.safe_load(entry["patch"])
     daemonset = copy.deepcopy(_daemonset())
@@ -750,139 +719,120 @@ def test_intel_cdi_overlay_switches_the_installer_mode() -> None:
     }
 
 
+def test_intel_plugin_overlay_gives_intels_init_container_this_image() -> None:
+    """Intel's region-mode plugin as Intel deploys it, this image in its init container: the
+    same image the base deploys, set by one kustomize images entry."""
+    (overlay,) = documents(INTEL_PLUGIN_OVERLAY)
+    (base,) = documents(BASE / "kustomization.yaml")
+    ours = {(image["newName"], image["newTag"]) for image in base["images"]}
+
+    (resource,) = overlay["resources"]
+    (image,) = overlay["images"]
+
+    assert resource.startswith(INTEL_REGION_KUSTOMIZATION + "?ref=v0.")
+    assert image["name"] == INTEL_INIT_IMAGE
+    assert {(image["newName"], image["newTag"])} == ours
+    assert set(overlay) == {"apiVersion", "kind", "resources", "images"}
+
+
 # --- build-payload.sh -----------------------------------------------------------
 
 
-def _payload_builder() -> None:
-    """What build-payload.sh needs here: Debian's Python with pip, ldd and patchelf."""
-    missing = [name for name in ("ldd", "patchelf") if shutil.which(name) is None]
-    if not DEBIAN_PYTHON.exists():
-        missing.append(str(DEBIAN_PYTHON))
-    elif subprocess.run(
-        [DEBIAN_PYTHON, "-m", "pip", "--version"], check=False, capture_output=True
-    ).returncode:
-        missing.append("pip for " + str(DEBIAN_PYTHON))
-    if missing:
-        unavailable(
-            f"building a payload needs {', '.join(missing)}: apt-get install -y "
-            "python3-pip patchelf"
-        )
-
-
 def test_payload_built_from_debians_python_holds_no_link_leading_out_of_it(
-    tmp_path: Path,
+    built_payload: Path,
 ) -> None:
-    _payload_builder()
-    project = tmp_path / "project"  # a copy: the build writes build/ into its source
-    project.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, project / name)
-    shutil.copytree(
-        REPO / "fpga_crihook",
-        project / "fpga_crihook",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    prefix = tmp_path / "node" / INSTALLED
-
-    result = subprocess.run(
-        ["sh", str(BUILD_PAYLOAD), str(project)],
-        env={"PATH": os.environ["PATH"], "PREFIX": str(prefix), "PYTHON": str(DEBIAN_PYTHON)},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     leaving = {
-        str(link.relative_to(prefix)): os.path.realpath(link)
-        for link in prefix.rglob("*")
-        if link.is_symlink() and not os.path.realpath(link).startswith(f"{prefix}/")
+        str(link.relative_to(built_payload)): os.path.realpath(link)
+        for link in built_payload.rglob("*")
+        if link.is_symlink() and not os.path.realpath(link).startswith(f"{built_payload}/")
     }
     assert leaving == {}
-    [site_customize] = prefix.glob("python/lib/python3.*/sitecustomize.py")
+    [site_customize] = built_payload.glob("lib/python3.*/sitecustomize.py")
     node_file = Path("/etc") / site_customize.parent.name / "sitecustomize.py"
     assert not site_customize.is_symlink()
     assert site_customize.read_bytes() == node_file.read_bytes()
-    hook = subprocess.run(
-        [prefix / "bin" / "fpga-crihook", "--version"],
-        env={},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+
+
+def _run_program(program: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        [program, *args], env=env or {}, capture_output=True, text=True, check=False, timeout=60
     )
-    assert (hook.returncode, hook.stdout.split()[-1]) == (0, "0.1.0"), hook.stderr
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_payload_runs_away_from_where_it_was_built_and_through_links(
+    built_payload: Path, tmp_path: Path
+) -> None:
+    """The installer puts it in a release directory behind a symlink, and a drop-in may be
+    a link to one of its programs: with an empty env, as a CDI hook runs."""
+    current = tmp_path / "fpga-crihook"
+    current.symlink_to(built_payload)
+    drop_in = tmp_path / "intel-fpga-crihook"
+    drop_in.symlink_to("fpga-crihook/bin/intel-fpga-crihook")
+
+    version = _run_program(current / "bin" / "fpga-crihook", "--version")
+    usage = _run_program(drop_in, "--help")
+
+    assert version.split()[-1] == "0.1.0"
+    assert usage.startswith("Usage: intel-fpga-crihook createRuntime")
+
+
+def test_payload_programs_ignore_python_variables_in_their_environment(
+    built_payload: Path, tmp_path: Path
+) -> None:
+    """A runtime passes its own environment to a hook given none (crun): no PYTHONPATH may
+    change what the hook imports."""
+    impostor = tmp_path / "impostor" / "fpga_crihook"
+    impostor.mkdir(parents=True)
+    (impostor / "__init__.py").write_text("raise SystemExit('imported the impostor')\n")
+
+    version = _run_program(
+        built_payload / "bin" / "fpga-crihook",
+        "--version",
+        env={"PYTHONPATH": str(impostor.parent), "PYTHONHOME": str(tmp_path)},
+    )
+
+    assert version.split()[-1] == "0.1.0"
 
 
 # --- Containerfile ------------------------------------------------------------
 
 
-def _instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the Containerfile, continuation lines joined."""
-    logical: list[str] = []
-    pending = ""
-    for line in CONTAINERFILE.read_text(encoding="utf-8").splitlines():
-        stripped = line.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        logical.append(pending + stripped)
-        pending = ""
-    instructions = []
-    for text in logical:
-        keyword, arguments = text.split(None, 1)
-        instructions.append((keyword.upper(), arguments))
-    return instructions
+def _installer_value(name: str) -> str:
+    """What install-on-node.sh sets *name* to when the environment does not."""
+    pattern = rf"^{name}=(?:\$\{{{name}:-)?([^}}\n]+)\}}?$"
+    (value,) = re.findall(pattern, INSTALLER.read_text(encoding="utf-8"), re.MULTILINE)
+    return str(value)
 
 
-def _final_stage() -> list[tuple[str, str]]:
-    instructions = _instructions()
-    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
-    return instructions[last_from:]
-
-
-def _final_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for keyword, arguments in _final_stage():
-        if keyword == "ENV":
-            for item in shlex.split(arguments):
-                name, _, value = item.partition("=")
-                env[name] = value
-    return env
-
-
-def _copies(stage: list[tuple[str, str]]) -> list[list[str]]:
-    return [shlex.split(arguments) for keyword, arguments in stage if keyword == "COPY"]
-
-
-def test_image_ships_the_payload_where_the_hook_file_points() -> None:
-    hook_path = json.loads(HOOK_JSON.read_text(encoding="utf-8"))["hook"]["path"]
-    payload_dir = _final_env()["PAYLOAD_DIR"]
-    assert hook_path == f"{payload_dir}/bin/fpga-crihook"
-    assert payload_dir == "/" + str(INSTALLED)
-    assert ["--from=builder", payload_dir, payload_dir] in _copies(_final_stage())
-    (build,) = [args for keyword, args in _instructions() if "build-payload.sh" in args]
-    assert build.startswith(f"PREFIX={payload_dir} ")
+def test_image_ships_the_payload_where_the_installer_looks() -> None:
+    (build,) = [args for keyword, args in instructions() if "build-payload.sh" in args]
+    built = shlex.split(build)[-1]
+    assert ["--from=builder", built, _installer_value("PAYLOAD_DIR")] in copies(final_stage())
 
 
 def test_image_ships_the_hook_file_and_installer_where_the_installer_looks() -> None:
-    copies = {tuple(args[:-1]): args[-1] for args in _copies(_final_stage())}
-    assert copies[("hooks.d/intel-fpga-crihook.json",)] == _final_env()["HOOK_JSON"]
-    installer_in_image = copies[("deployments/install-on-node.sh",)]
-    (entrypoint,) = [args for keyword, args in _final_stage() if keyword == "ENTRYPOINT"]
-    assert json.loads(entrypoint) == ["/bin/sh", installer_in_image]
+    copied = {tuple(args[:-1]): args[-1] for args in copies(final_stage())}
+    assert copied[("hooks.d/intel-fpga-crihook.json",)] == _installer_value("HOOK_JSON")
+    installer_in_image = copied[("deployments/install-on-node.sh",)]
+    assert image_command() == ["/bin/sh", installer_in_image, "install"]
+
+
+def test_image_sets_no_environment_and_no_user() -> None:
+    """Intel's DaemonSet sets neither: the installer's defaults are the image's paths, and
+    the image's default user, root, owns what it writes on the node."""
+    keywords = {keyword for keyword, _ in final_stage()}
+    assert not keywords & {"ENV", "USER"}
 
 
 def test_image_node_root_is_where_the_daemonset_mounts_the_node() -> None:
     (installer,) = _pod_spec()["initContainers"]
-    assert _final_env()["NODE_ROOT"] == _env(installer)["NODE_ROOT"]
+    assert _installer_value("DAEMONSET_NODE_ROOT") == _env(installer)["NODE_ROOT"]
 
 
 def test_containerfile_copies_only_files_that_exist() -> None:
-    for args in _copies(_instructions()):
+    for args in copies(instructions()):
         if args[0].startswith("--from="):
             continue
         for source in args[:-1]:

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from conftest import AFU_1, AFU_2, DROP_IN, REGION_A, run_cli
 from engine import Engine, Podman, available_engine, request_env, shipped_port
-from simnode import SimNode
+from simnode import SimNode, logged_events
 
 INTEL_KIND = "intel.cdi.k8s.io/fpga"
 OUR_KIND = "intel.com/fpga"
@@ -97,27 +97,6 @@ def intel_spec(fme: str) -> dict[str, Any]:
     }
 
 
-def config_text(node: SimNode, log_file: Path) -> str:
-    """The node config file for the simulated node: only what differs from a real node."""
-    settings = {
-        "sysfs": node.sysfs,
-        "devfs": node.devfs,
-        "bitstreams": node.store,
-        "lock-dir": node.root / "locks",
-        "programmer": "sim",
-        "log-file": log_file,
-        "syslog": "off",  # tests never write the machine's journal
-    }
-    return "".join(f'{key} = "{value}"\n' for key, value in settings.items())
-
-
-def events(log_file: Path) -> list[str]:
-    """The ``event`` of every line the hook wrote to its log file."""
-    if not log_file.exists():
-        return []
-    return [json.loads(line)["event"] for line in log_file.read_text().splitlines()]
-
-
 def generate_spec(node: SimNode, output: Path, **extra: str) -> None:
     """``fpga-crihook cdi generate --output`` with the simulated node's settings in the env."""
     result = run_cli(["cdi", "generate", "--output", str(output)], node.env(**extra))
@@ -149,7 +128,7 @@ def test_intels_spec_runs_the_drop_in_with_the_node_config_file(
 
     with (
         spec_file(DYNAMIC_SPECS, intel_spec("dfl-fme.0")),
-        node_config_file(config_text(shipped_node, log_file)),
+        node_config_file(shipped_node.config_text(log_file)),
     ):
         started = podman.run([port], request_env(REGION_A, AFU_2), cdi_devices=[device])
         programmed = port.afu_id()
@@ -157,7 +136,7 @@ def test_intels_spec_runs_the_drop_in_with_the_node_config_file(
 
     assert started.returncode == 0, started.stderr
     assert programmed == AFU_2
-    assert events(log_file).count("port programmed") == 1
+    assert logged_events(log_file).count("port programmed") == 1
     assert refused.returncode != 0
     assert f"no bitstream for region {REGION_A}, AFU {UNKNOWN_AFU}" in refused.stderr
     assert port.afu_id() == AFU_2
@@ -172,7 +151,7 @@ def test_intels_spec_programs_a_container_without_the_annotation(
 
     with (
         spec_file(DYNAMIC_SPECS, intel_spec("dfl-fme.0")),
-        node_config_file(config_text(shipped_node, log_file)),
+        node_config_file(shipped_node.config_text(log_file)),
     ):
         result = podman.run(
             [port],
@@ -183,7 +162,7 @@ def test_intels_spec_programs_a_container_without_the_annotation(
 
     assert result.returncode == 0, result.stderr
     assert port.afu_id() == AFU_2
-    assert events(log_file) == ["hook started", "port programmed"]
+    assert logged_events(log_file) == ["hook started", "port programmed"]
 
 
 def test_generated_spec_programs_a_port_asked_for_by_name_then_skips(
@@ -200,7 +179,7 @@ def test_generated_spec_programs_a_port_asked_for_by_name_then_skips(
 
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
     assert port.afu_id() == AFU_2
-    assert events(log_file) == [
+    assert logged_events(log_file) == [
         "hook started",
         "port programmed",
         "hook started",

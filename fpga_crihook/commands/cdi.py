@@ -140,7 +140,7 @@ def installed_hook(explicit: Path | None) -> Path:
         if not _is_program(str(explicit)):
             raise HookError(f"--hook-path {explicit} is not an executable file")
         return Path(os.path.abspath(explicit))
-    beside = Path(sys.executable).parent / PROGRAM  # the venv's own script
+    beside = Path(sys.executable).parent / PROGRAM  # a venv's script, or the payload's launcher
     for candidate in (str(beside), shutil.which(PROGRAM)):
         if candidate is not None and _is_program(candidate):
             return Path(os.path.abspath(candidate))

@@ -284,7 +284,10 @@ def _cdi_hook_findings(
         )
     problem = _program_problem(executable)
     if problem == _MISSING and hook.program == cdi.DROP_IN:
-        problem += " (install-on-node.sh with HOOK_MODE=intel-cdi puts the drop-in there)"
+        problem += (
+            " (the intel-fpga-crihook image puts the drop-in there as the init container of "
+            "Intel's FPGA plugin DaemonSet)"
+        )
     if problem:
         yield Finding(Level.ERROR, f"{where} {problem}")
     yield from _cdi_argument_findings(where, document, hook)
