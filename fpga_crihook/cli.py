@@ -22,7 +22,7 @@ from click.core import ParameterSource
 from fpga_crihook import logs, nodeconfig
 from fpga_crihook.deadline import DEFAULT_DEADLINE, Deadline
 from fpga_crihook.errors import HookError, InputError, SettingsError
-from fpga_crihook.settings import ProgrammerKind, Settings, ensure_path_variable
+from fpga_crihook.settings import ProgrammerKind, Seconds, Settings, ensure_path_variable
 
 if TYPE_CHECKING:
     from fpga_crihook.hook import Progress
@@ -128,7 +128,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default=60.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=Seconds(),
     help="Seconds fpgaconf may take before it is killed and programming fails.",
 )
 @click.option(
@@ -146,7 +146,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default=30.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=Seconds(),
     help="Seconds to wait for another hook to release an FME.",
 )
 @click.option(
@@ -155,7 +155,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default=3.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=Seconds(),
     help="Seconds to retry sysfs reads and exclusive device opens that fail with EBUSY.",
 )
 @click.option(
@@ -164,7 +164,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default=DEFAULT_DEADLINE,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(above_zero=True),
     help="Seconds the whole run may take, every wait included (keep it below the hooks.d timeout).",
 )
 @click.option(

@@ -19,7 +19,9 @@ descriptor that is then read, so the file cannot be swapped in between.
 import enum
 import errno
 import os
+import reprlib
 import stat
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -207,6 +209,12 @@ def _parse(path: Path, raw: bytes) -> dict[str, Any]:
         raise SettingsError(f"config file {path} is not UTF-8 (byte {error.start})") from None
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"config file {path} is not valid TOML: {error}") from None
+    except ValueError:  # tomllib lets int()'s refusal of a very long integer through
+        raise SettingsError(
+            f"config file {path} holds a number of more than {sys.get_int_max_str_digits()} digits"
+        ) from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise SettingsError(f"config file {path} is nested too deeply to be read") from None
 
 
 def _converted(option: click.Option, value: Any, context: click.Context, where: str) -> Any:
@@ -214,9 +222,12 @@ def _converted(option: click.Option, value: Any, context: click.Context, where: 
     expected, kind = _toml_type(option)
     wants_bool = expected == (bool,)
     if isinstance(value, bool) != wants_bool or not isinstance(value, expected):
-        raise SettingsError(f"{where}: expected {kind}, not {_toml_kind(value)} {value!r}")
+        shown = reprlib.repr(value)
+        raise SettingsError(f"{where}: expected {kind}, not {_toml_kind(value)} {shown}")
     if isinstance(value, str) and not value:
         raise SettingsError(f"{where}: must not be empty")
+    if isinstance(value, str) and "\0" in value:
+        raise SettingsError(f"{where}: holds a NUL character, which no path or name can hold")
     try:
         return option.type.convert(value, option, context)
     except click.BadParameter as error:

@@ -9,12 +9,42 @@ import enum
 import math
 import os
 from pathlib import Path
+from typing import Any
+
+import click
 
 from fpga_crihook.deadline import DEFAULT_DEADLINE, Deadline, TimeLimit
 from fpga_crihook.errors import SettingsError
 
 DEFAULT_PATH = "/sbin:/usr/sbin:/usr/local/sbin:/usr/local/bin:/usr/bin:/bin"
 REAL_SYSFS = Path("/sys")
+# No container start waits a day; and a runtime's hook timeout, whole seconds above the
+# deadline, stays a small integer.
+MAX_SECONDS = 86_400.0
+
+
+class Seconds(click.FloatRange):
+    """The type of every time setting: a finite number of seconds, 0 (or above 0) to a day.
+
+    click's FloatRange alone lets ``nan`` through (it compares false with both
+    bounds) and raises OverflowError on an integer too large for a float (a
+    TOML file can hold one): both are refused here, as click refuses any bad
+    value, in one line naming the option or variable.
+    """
+
+    name = "seconds"
+
+    def __init__(self, *, above_zero: bool = False) -> None:
+        super().__init__(min=0, max=MAX_SECONDS, min_open=above_zero)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            seconds = super().convert(value, param, ctx)
+        except OverflowError:
+            self.fail(f"the number is too large: at most {MAX_SECONDS:g} seconds", param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 
 
 class ProgrammerKind(enum.StrEnum):
