@@ -32,6 +32,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 EXIT_FAILURE = 1
+HOOK_COMMANDS = ("prestart", "createRuntime")  # what runtimes run, in the bundle directory
 
 
 def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -242,6 +243,8 @@ def cli(
     other commands help operators see and prepare what the hook uses.
     """
     run_deadline = Deadline.start(deadline)  # first: the whole run counts
+    if context.invoked_subcommand in HOOK_COMMANDS:
+        _require_absolute_paths(context)  # before the log file is opened
     format_chosen = _source(context, "log_format") is not ParameterSource.DEFAULT
     on_terminal = os.isatty(logs.STDERR)
     logs.configure(
@@ -266,6 +269,51 @@ def cli(
         busy_timeout=busy_timeout,
         metrics_dir=metrics_dir,
         deadline=run_deadline,
+    )
+
+
+def _require_absolute_paths(context: click.Context) -> None:
+    """Refuse a relative path where the runtime runs the hook: runc and crun run hooks in
+    the container's bundle directory, so each container would get its own lock
+    directory, and a path could lead into the container's own files."""
+    config = nodeconfig.config_file(context)
+    if config is not None and not config.path.is_absolute():
+        where = (
+            "option --config-file"
+            if config.named_by is nodeconfig.Origin.COMMAND_LINE
+            else f"env var {nodeconfig.ENV_VAR}"
+        )
+        raise click.ClickException(_relative_path_sentence(where, str(config.path)))
+    for setting in nodeconfig.settings_in_force(context):
+        if _is_relative_path(setting):
+            raise click.ClickException(
+                _relative_path_sentence(_source_of(setting, config), str(setting.value))
+            )
+
+
+def _is_relative_path(setting: nodeconfig.Setting) -> bool:
+    value = setting.value
+    if isinstance(value, Path):
+        return not value.is_absolute()
+    if setting.key == "syslog":
+        return value not in (logs.SYSLOG_AUTO, logs.SYSLOG_OFF) and not os.path.isabs(value)
+    if setting.key == "fpgaconf":  # a bare name is looked up on PATH
+        return "/" in value and not os.path.isabs(value)
+    return False
+
+
+def _source_of(setting: nodeconfig.Setting, config: nodeconfig.ConfigFile | None) -> str:
+    if setting.origin is nodeconfig.Origin.ENVIRONMENT:
+        return f"env var {setting.envvar}"
+    if setting.origin is nodeconfig.Origin.CONFIG_FILE and config is not None:
+        return f"config file {config.path}: key {setting.key!r}"
+    return f"option --{setting.key}"
+
+
+def _relative_path_sentence(where: str, value: str) -> str:
+    return (
+        f"{where}: {value} is a relative path, but the runtime runs the hook in the "
+        "container's bundle directory: give an absolute path"
     )
 
 

@@ -32,10 +32,14 @@ class Seconds(click.FloatRange):
     value, in one line naming the option or variable.
     """
 
-    name = "seconds"
+    name = "number of seconds"
 
     def __init__(self, *, above_zero: bool = False) -> None:
         super().__init__(min=0, max=MAX_SECONDS, min_open=above_zero)
+
+    def get_metavar(self, *args: Any, **kwargs: Any) -> str:
+        """``SECONDS`` in ``--help`` (click's signature differs between its versions)."""
+        return "SECONDS"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:

@@ -72,6 +72,7 @@ def run_cli(
     *,
     timeout: float = 120,
     preexec: Callable[[], None] | None = None,
+    cwd: Path | None = None,
 ) -> Completed:
     """Run the installed console script with exactly *env* (no PATH unless given);
     *preexec* runs in the child before the script (resource limits, say)."""
@@ -84,6 +85,7 @@ def run_cli(
         check=False,
         timeout=timeout,
         preexec_fn=preexec,
+        cwd=cwd,
     )
     return Completed(result.returncode, result.stdout, result.stderr)
 

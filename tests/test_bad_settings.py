@@ -9,8 +9,8 @@ and exit 1, never a traceback.
 from pathlib import Path
 
 import pytest
-from conftest import DROP_IN, HOOK, Completed, run_cli
-from simnode import SimNode, state_json, write_bundle
+from conftest import AFU_1, DROP_IN, HOOK, REGION_A, Completed, run_cli
+from simnode import SimNode, add_card, state_json, write_bundle
 
 HOOK_PROGRAMS = [
     pytest.param((HOOK, ["prestart"]), id="fpga-crihook"),
@@ -119,3 +119,78 @@ def test_a_number_no_wait_can_take_as_an_option_is_one_line_naming_the_option(
     line = _one_line(run_cli([option, value, "prestart"], {}, state_json(bundle)))
 
     assert f"Invalid value for '{option}'" in line
+
+
+RELATIVE = [
+    ("FPGA_CRIHOOK_SYSFS", "sys"),
+    ("FPGA_CRIHOOK_DEVFS", "dev"),
+    ("FPGA_CRIHOOK_BITSTREAMS", "store"),
+    ("FPGA_CRIHOOK_LOCK_DIR", "locks"),
+    ("FPGA_CRIHOOK_METRICS_DIR", "metrics"),
+    ("FPGA_CRIHOOK_LOG_FILE", "hook.log"),
+    ("FPGA_CRIHOOK_SYSLOG", "log.socket"),
+    ("FPGA_CRIHOOK_FPGACONF", "rootfs/usr/bin/fpgaconf"),
+    ("FPGA_CRIHOOK_CONFIG", "config.toml"),
+]
+
+
+def _hook_world(node: SimNode, tmp_path: Path) -> tuple[Path, str]:
+    """A container whose port already holds its AFU, and its state: a hook run that gets
+    past its settings succeeds without programming."""
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    bundle = write_bundle(
+        tmp_path / "bundle",
+        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={AFU_1}"],
+        devices=[card.ports[0].device()],
+    )
+    return bundle, state_json(bundle)
+
+
+@pytest.mark.parametrize("program", HOOK_PROGRAMS)
+@pytest.mark.parametrize(("variable", "value"), RELATIVE)
+def test_a_relative_path_is_refused_where_the_runtime_runs_the_hook(
+    node: SimNode, tmp_path: Path, program: tuple[Path, list[str]], variable: str, value: str
+) -> None:
+    bundle, state = _hook_world(node, tmp_path)
+    before = sorted(path.name for path in bundle.iterdir())
+    path, args = program
+
+    # runc and crun run hooks in the container's bundle directory.
+    result = run_cli(args, node.quiet_env(**{variable: value}), state, path, cwd=bundle)
+
+    line = _one_line(result)
+    assert line.startswith(f"fpga-crihook: env var {variable}: {value} is a relative path")
+    assert "bundle directory" in line
+    assert sorted(path.name for path in bundle.iterdir()) == before
+
+
+def test_relative_paths_from_the_config_file_and_options_are_named_so(
+    node: SimNode, tmp_path: Path
+) -> None:
+    bundle, state = _hook_world(node, tmp_path)
+    env = node.quiet_env()
+    del env["FPGA_CRIHOOK_LOCK_DIR"]  # it would beat the file's
+
+    from_option = _one_line(run_cli(["--metrics-dir", "m", "prestart"], env, state, cwd=bundle))
+    config = _config(node, b'lock-dir = "locks"\n')
+    from_file = _one_line(run_cli(["prestart"], env, state, cwd=bundle))
+
+    assert from_file.startswith(
+        f"fpga-crihook: config file {config}: key 'lock-dir': locks is a relative path"
+    )
+    assert from_option.startswith("fpga-crihook: option --metrics-dir: m is a relative path")
+
+
+def test_operator_commands_resolve_relative_paths_against_the_working_directory(
+    node: SimNode, tmp_path: Path
+) -> None:
+    _, state = _hook_world(node, tmp_path)
+    relative = {"FPGA_CRIHOOK_SYSFS": "sys", "FPGA_CRIHOOK_DEVFS": "dev"}
+    env = node.quiet_env(**relative)
+
+    listed = run_cli(["devices", "--json"], env, cwd=node.root)
+    hooked = run_cli(["prestart"], env, state, cwd=node.root)
+
+    assert listed.returncode == 0, listed.stderr
+    assert "dfl-port.0" in listed.stdout
+    assert _one_line(hooked).startswith("fpga-crihook: env var FPGA_CRIHOOK_SYSFS: sys is")
