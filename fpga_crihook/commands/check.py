@@ -19,13 +19,14 @@ a FIFO reports it instead of hanging.
 """
 
 import enum
-import math
 import os
 import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import click
 
 from fpga_crihook import jsondocs
 from fpga_crihook.commands import cdi
@@ -34,7 +35,7 @@ from fpga_crihook.deadline import DEADLINE_VARIABLE, DEFAULT_DEADLINE
 from fpga_crihook.devices import Driver
 from fpga_crihook.nodeconfig import ConfigFile, Origin, Setting, env_text
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
-from fpga_crihook.settings import ProgrammerKind, Settings
+from fpga_crihook.settings import MAX_SECONDS, ProgrammerKind, Seconds, Settings
 
 _MISSING = "does not exist"  # a hook program that is not there
 EARLY_STAGES = ("prestart", "createRuntime")  # run before the container's process
@@ -161,7 +162,12 @@ def check_hooks_file(path: Path, settings: Settings | None = None) -> list[Findi
         *_mode_findings(path, document["when"].get("annotations", {})),
         *_stage_findings(path, document["stages"]),
         *_hook_findings(path, document["hook"]),
-        *_timeout_findings(path, document["hook"], settings),
+        *_deadline_findings(
+            _HookTimeout(str(path), "hook.timeout", "hook.env"),
+            document["hook"].get("timeout"),
+            document["hook"].get("env", []),
+            settings,
+        ),
         *_env_findings(path, document["hook"].get("env", []), settings),
         *_stderr_findings(path, document["hook"].get("env", [])),
     ]
@@ -199,6 +205,7 @@ def check_cdi_spec(path: Path, settings: Settings | None = None) -> list[Finding
         *format_findings,
         *_cdi_kind_findings(path, document, hooks),
         *(finding for hook in hooks for finding in _cdi_hook_findings(path, document, hook)),
+        *(finding for hook in hooks for finding in _cdi_timeout_findings(path, hook, settings)),
         *(finding for hook in hooks for finding in _env_findings(path, _env(hook), settings)),
         *(finding for hook in hooks for finding in _stderr_findings(path, _env(hook))),
         *_cdi_device_node_findings(path, document),
@@ -454,40 +461,58 @@ def _hook_findings(path: Path, hook: Mapping[str, Any]) -> Iterator[Finding]:
         )
 
 
-def _timeout_findings(
-    path: Path, hook: Mapping[str, Any], settings: Settings | None
+class _HookTimeout(NamedTuple):
+    """How a report names a hook, its ``timeout`` and its ``env``."""
+
+    hook: str
+    timeout: str
+    env: str
+
+
+def _cdi_timeout_findings(
+    path: Path, hook: cdi.SpecHook, settings: Settings | None
+) -> Iterator[Finding]:
+    names = _HookTimeout(
+        f"{path}: {hook.where}: hook {hook.hook.get('path')}", "timeout", "its env"
+    )
+    return _deadline_findings(names, hook.hook.get("timeout"), _env(hook), settings)
+
+
+def _deadline_findings(
+    names: _HookTimeout, timeout: Any, env: list[str], settings: Settings | None
 ) -> Iterator[Finding]:
     """The runtime kills a hook at its ``timeout``: that must come after the hook's deadline."""
-    timeout = hook.get("timeout")
     variable = f"{DEADLINE_VARIABLE}="
-    given = [entry[len(variable) :] for entry in hook.get("env", []) if entry.startswith(variable)]
+    given = [entry[len(variable) :] for entry in env if entry.startswith(variable)]
     if given:
-        deadline, source = _seconds(given[-1]), f"hook.env sets {variable}{given[-1]}"
+        deadline, source = _seconds(given[-1]), f"{names.env} sets {variable}{given[-1]}"
         if deadline is None:
             yield Finding(
                 Level.ERROR,
-                f"{path}: {source}, which is not a number of seconds above zero: "
-                "the hook would refuse to run",
+                f"{names.hook}: {source}, which is not a number of seconds above zero "
+                f"(at most {MAX_SECONDS:g}): the hook would refuse to run",
             )
             return
     else:
         deadline = settings.deadline.seconds if settings is not None else DEFAULT_DEADLINE
-        source = f"{DEADLINE_VARIABLE} is not in hook.env"
-    if timeout is not None and not timeout > deadline:
+        source = f"{DEADLINE_VARIABLE} is not in {names.env}"
+    is_number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+    if is_number and not timeout > deadline:
         yield Finding(
             Level.WARNING,
-            f"{path}: hook.timeout {timeout} s is not above the hook's deadline of "
+            f"{names.hook}: {names.timeout} {timeout} s is not above the hook's deadline of "
             f"{deadline:g} s ({source}): the runtime may kill the hook in the middle of "
             "programming; set the timeout above the deadline",
         )
 
 
 def _seconds(text: str) -> float | None:
+    """The deadline *text* gives the hook, or ``None`` when the hook would refuse it."""
     try:
-        value = float(text)
-    except ValueError:
+        seconds: float = Seconds(above_zero=True).convert(text, None, None)
+    except click.BadParameter:
         return None
-    return value if 0 < value < math.inf else None
+    return seconds
 
 
 def _program_problem(executable: str) -> str | None:
