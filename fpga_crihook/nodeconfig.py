@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import click
 from click.core import ParameterSource
 
+from fpga_crihook import trust
 from fpga_crihook.errors import SettingsError
 
 DEFAULT_PATH = Path("/etc/fpga-crihook/config.toml")
@@ -187,16 +188,11 @@ def origin_of(source: ParameterSource | None) -> Origin:
 def _require_trusted(path: Path, status: os.stat_result) -> None:
     if not stat.S_ISREG(status.st_mode):
         raise SettingsError(f"config file {path} is not a regular file")
-    if status.st_uid not in (0, os.geteuid()):
+    problem = trust.untrusted(status, path)
+    if problem is not None:
         raise SettingsError(
-            f"config file {path} is owned by uid {status.st_uid}, not root: the hook runs "
-            f"as root and the file can name a program to run (chown root {path})"
-        )
-    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise SettingsError(
-            f"config file {path} is writable by group or others (mode "
-            f"{stat.S_IMODE(status.st_mode):04o}): the hook runs as root and the file "
-            f"can name a program to run (chmod go-w {path})"
+            f"config file {path} {problem.reason}: the hook runs as root and the file can "
+            f"name a program to run ({problem.fix})"
         )
 
 
