@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING
 from fpga_crihook import gbs
 from fpga_crihook.errors import BitstreamError
 from fpga_crihook.gbs import GBS_HEADER, GBS_MAGIC, MAX_METADATA_BYTES, GbsMetadata
-from fpga_crihook.store import BitstreamKind
-from fpga_crihook.sysfs import is_within
+from fpga_crihook.store import BitstreamKind, open_entry
 
 if TYPE_CHECKING:
     from fpga_crihook.aocx import EmbeddedGbs
@@ -100,7 +99,8 @@ def detect_kind(path: Path) -> BitstreamKind:
 
 
 def inspect_bitstream(path: Path, kind: BitstreamKind, store: Path | None) -> BitstreamFacts:
-    """Validate a bitstream file's header and metadata; with *store*, it must resolve inside.
+    """Validate a bitstream file's header and metadata; with *store*, it must be a store
+    file the store's rule allows.
 
     For a GBS file the raw part is not read; an AOCX is inflated (its
     metadata is inside the compressed GBS) and the image dropped.
@@ -126,7 +126,7 @@ def inspect_bitstream(path: Path, kind: BitstreamKind, store: Path | None) -> Bi
 def open_bitstream(path: Path, kind: BitstreamKind, store: Path | None) -> Iterator[Bitstream]:
     """Read a bitstream file into a private snapshot and validate it from there.
 
-    With *store*, the file must resolve inside the store.
+    With *store*, the file must be a store file the store's rule allows.
     """
     opener = _open_aocx_file if kind is BitstreamKind.AOCX else _open_gbs_file
     with opener(path, store) as bitstream:
@@ -296,13 +296,12 @@ def parse_gbs(view: memoryview, source: Path) -> Bitstream:
 
 
 def open_regular_file(path: Path, store: Path | None) -> int:
-    """Open *path* read-only, refusing anything but a regular file (and, with *store*,
-    anything that resolves outside the store)."""
-    real_path = os.path.realpath(path)  # resolved once: what is checked is what is opened
-    if store is not None and not is_within(Path(real_path), store):
-        raise BitstreamError(f"{path} resolves outside the bitstream store {store}: refusing it")
+    """Open *path* read-only, refusing anything but a regular file; with *store*, only as
+    the store's rule allows (:func:`fpga_crihook.store.open_entry`)."""
+    if store is not None:
+        return open_entry(store, path)
     try:
-        fd = os.open(real_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as error:
         raise BitstreamError(f"cannot open {path}: {error.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):

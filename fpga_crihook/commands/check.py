@@ -34,9 +34,11 @@ from fpga_crihook.commands import cdi, regexes
 from fpga_crihook.commands.devices import CardInfo, Health, scan
 from fpga_crihook.deadline import DEADLINE_VARIABLE, DEFAULT_DEADLINE
 from fpga_crihook.devices import Driver
+from fpga_crihook.errors import BitstreamError
 from fpga_crihook.nodeconfig import ConfigFile, Origin, Setting, env_text
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
 from fpga_crihook.settings import MAX_SECONDS, ProgrammerKind, Seconds, Settings
+from fpga_crihook.store import open_directory, open_entry
 
 _MISSING = "does not exist"  # a hook program that is not there
 EARLY_STAGES = ("prestart", "createRuntime")  # run before the container's process
@@ -623,6 +625,33 @@ def _card_findings(card: CardInfo) -> Iterator[Finding]:
         yield Finding(level, f"{name}: {reading.health}: {detail}")
 
 
+def _refused_store_entries(store: Path) -> Iterator[Finding]:
+    """An error for each store directory and bitstream file the hook would refuse to program
+    from (owner, mode, a symbolic link): once per directory, not again for its files."""
+    try:
+        os.close(open_directory(store, []))
+    except BitstreamError as error:
+        yield Finding(Level.ERROR, f"bitstream store: {error}")
+        return
+    for region in sorted(os.scandir(store), key=lambda entry: entry.name):
+        try:
+            os.close(open_directory(store, [region.name]))
+        except BitstreamError as error:
+            if region.is_dir():  # a link to a directory counts; a stray file does not
+                yield Finding(Level.ERROR, f"bitstream store: {error}")
+            continue
+        for name in sorted(os.listdir(region.path)):
+            if name.endswith((".gbs", ".aocx")):
+                yield from _refused_store_file(store, Path(region.path) / name)
+
+
+def _refused_store_file(store: Path, path: Path) -> Iterator[Finding]:
+    try:
+        os.close(open_entry(store, path))
+    except BitstreamError as error:
+        yield Finding(Level.ERROR, f"bitstream store: {error}")
+
+
 def _fpgaconf_port_findings(card: CardInfo, settings: Settings) -> Iterator[Finding]:
     """fpgaconf programs port 0 of an FME only: the hook refuses the others under it."""
     if settings.programmer is not ProgrammerKind.FPGACONF:
@@ -643,6 +672,7 @@ def _store_findings(store: Path, cards: list[CardInfo]) -> Iterator[Finding]:
         return
     bitstreams = [path for path in store.glob("*/*") if path.suffix in (".gbs", ".aocx")]
     yield Finding(Level.OK, f"bitstream store {store}: {len(bitstreams)} bitstream(s)")
+    yield from _refused_store_entries(store)
     for card in cards:
         region = card.fme.interface.value if card.fme is not None else None
         if region is not None and not (store / region).is_dir():
