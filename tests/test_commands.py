@@ -1,5 +1,6 @@
 """The operator commands through the installed CLI: devices, gbs-info, program, install, check."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -155,6 +156,8 @@ def test_gbs_info_shows_ids_names_and_sizes(node: SimNode) -> None:
         "file size": f"{gbs.stat().st_size} bytes",
         "metadata": f"{metadata_size} bytes",
         "raw bitstream": "1000 bytes",
+        "file sha-256": hashlib.sha256(gbs.read_bytes()).hexdigest(),
+        "raw sha-256": hashlib.sha256(bytes(1000)).hexdigest(),
     }
 
 
