@@ -22,7 +22,13 @@ from click.core import ParameterSource
 from fpga_crihook import logs, nodeconfig
 from fpga_crihook.deadline import DEFAULT_DEADLINE, Deadline
 from fpga_crihook.errors import HookError, InputError, SettingsError
-from fpga_crihook.settings import ProgrammerKind, Seconds, Settings, ensure_path_variable
+from fpga_crihook.settings import (
+    PathSetting,
+    ProgrammerKind,
+    Seconds,
+    Settings,
+    ensure_path_variable,
+)
 
 if TYPE_CHECKING:
     from fpga_crihook.hook import Progress
@@ -72,7 +78,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default=nodeconfig.DEFAULT_PATH,
     show_default=True,
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathSetting(dir_okay=False),
     is_eager=True,
     expose_value=False,
     callback=_read_config_file,
@@ -85,7 +91,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default="/sys",
     show_default=True,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Root of the sysfs tree.",
 )
 @click.option(
@@ -94,7 +100,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default="/dev",
     show_default=True,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Root of the device nodes.",
 )
 @click.option(
@@ -103,7 +109,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default="/srv/intel.com/fpga",
     show_default=True,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Bitstream store: <interface-id>/<afu-id>.gbs or .aocx.",
 )
 @click.option(
@@ -138,7 +144,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default="/run/fpga-crihook",
     show_default=True,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Directory of the per-FME lock files.",
 )
 @click.option(
@@ -196,7 +202,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     envvar="FPGA_CRIHOOK_LOG_FILE",
     show_envvar=True,
     default=None,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Also append events to this file (a regular file).",
 )
 @click.option(
@@ -213,7 +219,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     envvar="FPGA_CRIHOOK_METRICS_DIR",
     show_envvar=True,
     default=None,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Keep fpga_crihook.prom here for node-exporter's textfile collector.",
 )
 @click.version_option(package_name="fpga-crihook")

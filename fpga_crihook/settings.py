@@ -21,6 +21,29 @@ REAL_SYSFS = Path("/sys")
 # No container start waits a day; and a runtime's hook timeout, whole seconds above the
 # deadline, stays a small integer.
 MAX_SECONDS = 86_400.0
+_PATH_MAX, _NAME_MAX = 4095, 255  # bytes: Linux's PATH_MAX (less its NUL) and NAME_MAX
+
+
+class PathSetting(click.Path):
+    """The type of every path setting: a ``Path`` the system can take, refused in one line
+    naming the option or variable when no system call could (a NUL character, a name
+    longer than Linux's 255 bytes, a path longer than its 4095)."""
+
+    def __init__(self, *, dir_okay: bool = True) -> None:
+        super().__init__(path_type=Path, dir_okay=dir_okay)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = os.fsencode(value)
+        if b"\0" in text:
+            self.fail("a path cannot hold a NUL character", param, ctx)
+        if len(text) > _PATH_MAX or any(len(name) > _NAME_MAX for name in text.split(b"/")):
+            self.fail(
+                f"{len(text)} bytes is longer than a path can be ({_PATH_MAX} bytes, "
+                f"{_NAME_MAX} a name)",
+                param,
+                ctx,
+            )
+        return super().convert(value, param, ctx)
 
 
 class Seconds(click.FloatRange):

@@ -194,3 +194,20 @@ def test_operator_commands_resolve_relative_paths_against_the_working_directory(
     assert listed.returncode == 0, listed.stderr
     assert "dfl-port.0" in listed.stdout
     assert _one_line(hooked).startswith("fpga-crihook: env var FPGA_CRIHOOK_SYSFS: sys is")
+
+
+@pytest.mark.parametrize("command", [["devices"], ["check"], ["cdi", "generate"], ["prestart"]])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("FPGA_CRIHOOK_SYSFS", "/" + "a" * 300), ("FPGA_CRIHOOK_BITSTREAMS", "/x" * 2100)],
+)
+def test_a_path_longer_than_the_system_takes_is_one_line_naming_the_variable(
+    tmp_path: Path, command: list[str], variable: str, value: str
+) -> None:
+    bundle = write_bundle(tmp_path / "bundle", env=None, devices=None)
+    env = {"FPGA_CRIHOOK_SYSLOG": "off", variable: value}
+
+    line = _one_line(run_cli(command, env, state_json(bundle)))
+
+    assert f"(env var: '{variable}')" in line
+    assert "longer than a path can be" in line
