@@ -97,12 +97,10 @@ def _open_lock_dir(lock_dir: Path) -> int:
 
 
 def _require_private(status: os.stat_result, lock_dir: Path) -> None:
-    problem = trust.untrusted(status, lock_dir)
-    if problem is not None:
-        raise LockError(
-            f"the lock directory {lock_dir} {problem.reason}: refusing it, as others could "
-            f"remove or replace lock files ({problem.fix})"
-        )
+    why = "refusing it, as others could remove or replace lock files"
+    trust.require(
+        status, lock_dir, subject=f"the lock directory {lock_dir}", why=why, error=LockError
+    )
 
 
 def _acquire(dir_fd: int, fme: Fme, path: Path, countdown: Countdown) -> int:

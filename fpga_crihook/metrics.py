@@ -142,16 +142,16 @@ def _open_directory(directory: Path) -> int:
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        problem = trust.untrusted(os.fstat(fd), directory)
+        trust.require(
+            os.fstat(fd),
+            directory,
+            subject=f"the metrics directory {directory}",
+            why="others could change what the hook, running as root, reads and replaces there",
+            error=_Skipped,
+        )
     except BaseException:
         os.close(fd)
         raise
-    if problem is not None:
-        os.close(fd)
-        raise _Skipped(
-            f"the metrics directory {directory} {problem.reason}: others could change what "
-            f"the hook, running as root, reads and replaces there ({problem.fix})"
-        )
     return fd
 
 

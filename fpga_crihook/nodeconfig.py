@@ -188,12 +188,8 @@ def origin_of(source: ParameterSource | None) -> Origin:
 def _require_trusted(path: Path, status: os.stat_result) -> None:
     if not stat.S_ISREG(status.st_mode):
         raise SettingsError(f"config file {path} is not a regular file")
-    problem = trust.untrusted(status, path)
-    if problem is not None:
-        raise SettingsError(
-            f"config file {path} {problem.reason}: the hook runs as root and the file can "
-            f"name a program to run ({problem.fix})"
-        )
+    why = "the hook runs as root and the file can name a program to run"
+    trust.require(status, path, subject=f"config file {path}", why=why, error=SettingsError)
 
 
 def _parse(path: Path, raw: bytes) -> dict[str, Any]:

@@ -144,9 +144,5 @@ def _is_link(dir_fd: int, name: str) -> bool:
 
 
 def _require_trusted(status: os.stat_result, path: Path) -> None:
-    problem = trust.untrusted(status, path)
-    if problem is not None:
-        raise BitstreamError(
-            f"{path} {problem.reason}: whoever can change it chooses what the hook programs, "
-            f"so it programs nothing from there ({problem.fix})"
-        )
+    why = "whoever can change it chooses what the hook programs, so it programs nothing from there"
+    trust.require(status, path, subject=str(path), why=why, error=BitstreamError)

@@ -12,6 +12,7 @@ so what was checked is what is used.
 
 import os
 import stat
+from collections.abc import Callable
 from typing import NamedTuple
 
 
@@ -32,3 +33,17 @@ def untrusted(status: os.stat_result, path: "os.PathLike[str] | str") -> Untrust
         mode = stat.S_IMODE(status.st_mode)
         return Untrusted(f"is writable by group or others (mode {mode:04o})", f"chmod go-w {path}")
     return None
+
+
+def require(
+    status: os.stat_result,
+    path: "os.PathLike[str] | str",
+    *,
+    subject: str,
+    why: str,
+    error: Callable[[str], Exception],
+) -> None:
+    """Raise ``error("<subject> <reason>: <why> (<fix>)")`` unless *status* passes the rule."""
+    problem = untrusted(status, path)
+    if problem is not None:
+        raise error(f"{subject} {problem.reason}: {why} ({problem.fix})")

@@ -5,7 +5,6 @@ user's running the command) and writable by nobody else."""
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -220,13 +219,11 @@ def test_the_demo_works_from_a_clone_made_under_umask_002(tmp_path: Path) -> Non
             if not path.is_symlink():
                 path.chmod(path.stat().st_mode | 0o020)
 
-    result = subprocess.run(
-        [sys.executable, str(clone / "testdata" / "demo.py")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        preexec_fn=lambda: _umask(0o002),
+    result = run_cli(
+        [str(clone / "testdata" / "demo.py")],
+        dict(os.environ),
+        program=Path(sys.executable),
+        preexec=lambda: _umask(0o002),
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
