@@ -27,10 +27,15 @@ _PATH_MAX, _NAME_MAX = 4095, 255  # bytes: Linux's PATH_MAX (less its NUL) and N
 class PathSetting(click.Path):
     """The type of every path setting: a ``Path`` the system can take, refused in one line
     naming the option or variable when no system call could (a NUL character, a name
-    longer than Linux's 255 bytes, a path longer than its 4095)."""
+    longer than Linux's 255 bytes, a path longer than its 4095).
+
+    Whether the path can be read is for the code that uses it to say: click's
+    check would refuse every command of a user who cannot read root's
+    ``0700`` lock directory, which only the hook uses.
+    """
 
     def __init__(self, *, dir_okay: bool = True) -> None:
-        super().__init__(path_type=Path, dir_okay=dir_okay)
+        super().__init__(path_type=Path, dir_okay=dir_okay, readable=False)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         text = os.fsencode(value)

@@ -6,6 +6,7 @@ encodings), the hook and the drop-in answer with ``fpga-crihook: <sentence>``
 and exit 1, never a traceback.
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ HOOK_PROGRAMS = [
     pytest.param((DROP_IN, []), id="intel-fpga-crihook"),
 ]
 DEEP = 20_000
+NOBODY = 65534
 
 
 def _one_line(result: Completed) -> str:
@@ -211,3 +213,21 @@ def test_a_path_longer_than_the_system_takes_is_one_line_naming_the_variable(
 
     assert f"(env var: '{variable}')" in line
     assert "longer than a path can be" in line
+
+
+def _real_user_nobody() -> None:
+    # click's readability check is os.access(), which asks as the real user: a user who
+    # cannot read root's 0700 lock directory, while the effective user stays root.
+    os.setresuid(NOBODY, 0, 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing the real user needs root")
+def test_a_path_setting_the_user_cannot_read_is_no_bad_setting(node: SimNode) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    locks = node.root / "locks"
+    locks.mkdir(mode=0o700)  # root's, as the hook leaves /run/fpga-crihook on a node
+
+    result = run_cli(["devices", "--json"], node.quiet_env(), preexec=_real_user_nobody)
+
+    assert result.returncode == 0, result.stderr
+    assert "dfl-port.0" in result.stdout
