@@ -23,7 +23,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -295,7 +294,7 @@ def _try_lock(fd: int) -> bool:
 
 def _replace(dir_fd: int, name: str, data: bytes) -> None:
     """Write *name* whole under a temporary name the collector ignores, then rename it."""
-    temporary = f".{name}.{secrets.token_hex(8)}.tmp"
+    temporary = f".{name}.{os.urandom(8).hex()}.tmp"  # O_EXCL below: a clash fails, never mixes
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(temporary, flags, 0o600, dir_fd=dir_fd)
     try:
