@@ -16,18 +16,18 @@ file's raw part: it reads the header and metadata alone.
 
 import contextlib
 import dataclasses
+import hashlib
 import mmap
 import os
 import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from fpga_crihook import gbs
 from fpga_crihook.errors import BitstreamError
 from fpga_crihook.gbs import GBS_HEADER, GBS_MAGIC, MAX_METADATA_BYTES, GbsMetadata
-from fpga_crihook.store import BitstreamKind
-from fpga_crihook.sysfs import is_within
+from fpga_crihook.store import BitstreamKind, open_entry
 
 if TYPE_CHECKING:
     from fpga_crihook.aocx import EmbeddedGbs
@@ -36,6 +36,16 @@ ELF_MAGIC = b"\x7fELF"
 # buffer_size of the PR ioctl is a u32 (DESIGN.md section 5): no larger raw bitstream can be
 # programmed, and reading a larger file could fail for lack of memory.
 MAX_GBS_FILE_BYTES = GBS_HEADER.size + MAX_METADATA_BYTES + 0xFFFFFFFF
+# Reads of this size are hashed as they arrive, while the bytes are still in the CPU's cache.
+_CHUNK = 1 << 20
+
+
+class Digests(NamedTuple):
+    """Which image it is: the SHA-256 (hex) of the file, and of its raw bitstream, the bytes
+    handed to the kernel (for an AOCX, the raw part of the GBS inside it)."""
+
+    file_sha256: str
+    raw_sha256: str
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -48,6 +58,7 @@ class BitstreamFacts:
     metadata_size: int
     raw_size: int
     details: Mapping[str, str]  # an AOCX's text sections (board, target, ...)
+    digests: Digests
 
     @property
     def opae_refusal(self) -> str | None:
@@ -109,10 +120,12 @@ def detect_kind(path: Path) -> BitstreamKind:
 
 
 def inspect_bitstream(path: Path, kind: BitstreamKind, store: Path | None) -> BitstreamFacts:
-    """Validate a bitstream file's header and metadata; with *store*, it must resolve inside.
+    """Validate a bitstream file's header and metadata; with *store*, it must be a store
+    file the store's rule allows.
 
-    A file OPAE's runtime would refuse is refused. For a GBS file the raw
-    part is not read; an AOCX is inflated (its metadata is inside the
+    A file OPAE's runtime would refuse is refused. A GBS file's raw part is
+    only hashed, a chunk at a time: nothing the size of the file is held.
+    An AOCX is inflated (its metadata is inside the
     compressed GBS) and the image dropped.
     """
     facts = read_bitstream_facts(path, kind, store)
@@ -128,24 +141,27 @@ def read_bitstream_facts(path: Path, kind: BitstreamKind, store: Path | None) ->
             return _facts(bitstream)
     fd = open_regular_file(path, store)
     try:
+        before = os.fstat(fd)
         size = _gbs_file_size(fd, path)
         length = gbs.metadata_length(_pread(fd, GBS_HEADER.size, 0, path), size, path)
         block = _pread(fd, length, GBS_HEADER.size, path)
+        digests = _stream_digests(fd, size, GBS_HEADER.size + length, path)
+        _require_unchanged(fd, before, path)
     finally:
         os.close(fd)
     if len(block) != length:
         raise _changed_size(path)
     metadata = gbs.parse_metadata(block, path)
     raw_size = size - GBS_HEADER.size - length
-    return BitstreamFacts(path, BitstreamKind.GBS, metadata, length, raw_size, {})
+    return BitstreamFacts(path, BitstreamKind.GBS, metadata, length, raw_size, {}, digests)
 
 
 @contextlib.contextmanager
 def open_bitstream(path: Path, kind: BitstreamKind, store: Path | None) -> Iterator[Bitstream]:
     """Read a bitstream file into a private snapshot and validate it from there.
 
-    With *store*, the file must resolve inside the store. A file OPAE's
-    runtime would refuse is refused.
+    With *store*, the file must be a store file the store's rule allows. A file
+    OPAE's runtime would refuse is refused.
     """
     opener = _open_aocx_file if kind is BitstreamKind.AOCX else _open_gbs_file
     with opener(path, store) as bitstream:
@@ -155,8 +171,9 @@ def open_bitstream(path: Path, kind: BitstreamKind, store: Path | None) -> Itera
 
 @contextlib.contextmanager
 def _open_gbs_file(path: Path, store: Path | None) -> Iterator[Bitstream]:
-    with _read_gbs_file(path, store) as snapshot, memoryview(snapshot) as view:
-        bitstream = parse_gbs(view, path)
+    snapshot, digests = _read_gbs_file(path, store)
+    with snapshot, memoryview(snapshot) as view:
+        bitstream = parse_gbs(view, path, digests)
         try:
             yield bitstream
         finally:
@@ -166,9 +183,9 @@ def _open_gbs_file(path: Path, store: Path | None) -> Iterator[Bitstream]:
 @contextlib.contextmanager
 def _open_aocx_file(path: Path, store: Path | None) -> Iterator[Bitstream]:
     """The GBS embedded in an AOCX, inflated into one buffer and validated like any GBS."""
-    embedded = _extract_aocx(path, store)
+    embedded, file_sha256 = _extract_aocx(path, store)
     with memoryview(embedded.gbs_image) as image_view:
-        bitstream = parse_gbs(image_view, Path(f"{path} (embedded GBS)"))
+        bitstream = parse_gbs(image_view, Path(f"{path} (embedded GBS)"), file_sha256=file_sha256)
         try:
             yield dataclasses.replace(
                 bitstream, source=path, kind=BitstreamKind.AOCX, details=embedded.details
@@ -177,7 +194,14 @@ def _open_aocx_file(path: Path, store: Path | None) -> Iterator[Bitstream]:
             bitstream.raw.release()
 
 
-def _read_gbs_file(path: Path, store: Path | None) -> mmap.mmap:
+class _Snapshot(NamedTuple):
+    """A GBS file read once into an anonymous mapping, and its digests taken on the way."""
+
+    image: mmap.mmap
+    digests: Digests
+
+
+def _read_gbs_file(path: Path, store: Path | None) -> _Snapshot:
     """The whole file, read once into an anonymous mapping of its size."""
     fd = open_regular_file(path, store)
     try:
@@ -191,7 +215,7 @@ def _read_gbs_file(path: Path, store: Path | None) -> mmap.mmap:
             ) from None
         complete = False
         try:
-            _read_all(fd, snapshot, path)
+            digests = _read_all(fd, snapshot, path)
             _require_unchanged(fd, before, path)
             complete = True
         finally:
@@ -199,10 +223,12 @@ def _read_gbs_file(path: Path, store: Path | None) -> mmap.mmap:
                 snapshot.close()
     finally:
         os.close(fd)
-    return snapshot
+    return _Snapshot(snapshot, digests)
 
 
-def _extract_aocx(path: Path, store: Path | None) -> "EmbeddedGbs":
+def _extract_aocx(path: Path, store: Path | None) -> tuple["EmbeddedGbs", str]:
+    """The GBS inside an AOCX file, and the file's SHA-256: the ELF layers are read where
+    they lie, so the file is hashed in a pass of its own over the same descriptor."""
     from fpga_crihook import aocx  # noqa: PLC0415 (pyelftools only when needed)
 
     fd = open_regular_file(path, store)
@@ -219,10 +245,11 @@ def _extract_aocx(path: Path, store: Path | None) -> "EmbeddedGbs":
             raise
         except OSError as error:
             raise BitstreamError(f"cannot read {path}: {error.strerror}") from None
+        file_sha256, _ = _stream_digests(fd, before.st_size, before.st_size, path)
         _require_unchanged(fd, before, path)
     finally:
         os.close(fd)
-    return embedded
+    return embedded, file_sha256
 
 
 def _gbs_file_size(fd: int, path: Path) -> int:
@@ -241,18 +268,64 @@ def _gbs_file_size(fd: int, path: Path) -> int:
     return size
 
 
-def _read_all(fd: int, snapshot: mmap.mmap, path: Path) -> None:
-    """Fill *snapshot* from *fd*; the file must end exactly where the snapshot does."""
+def _read_all(fd: int, snapshot: mmap.mmap, path: Path) -> Digests:
+    """Fill *snapshot* from *fd*, hashing it as it arrives; the file must end exactly where
+    the snapshot does."""
     filled = 0
     with memoryview(snapshot) as view:
+        hashing = _GbsHashing(view)
         while filled < len(view):
-            with view[filled:] as rest:
+            with view[filled : filled + _CHUNK] as rest:
                 count = _read_into(fd, rest, path)
             if count == 0:
                 raise _changed_size(path)  # it shrank
             filled += count
+            hashing.arrived(filled)
+        digests = hashing.digests()
     if _read_into(fd, memoryview(bytearray(1)), path):
         raise _changed_size(path)  # it grew
+    return digests
+
+
+class _GbsHashing:
+    """SHA-256 of a GBS image arriving in *view*, and of its raw part, which starts where
+    the header's metadata length says (the same bytes :func:`gbs.parse` reads it from)."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._whole, self._raw = hashlib.sha256(), hashlib.sha256()
+        self._hashed = 0
+
+    def arrived(self, end: int) -> None:
+        """The bytes up to *end* are in: hash those not hashed yet."""
+        with self._view[self._hashed : end] as new:
+            self._whole.update(new)
+        if end >= GBS_HEADER.size:
+            _, length = GBS_HEADER.unpack_from(self._view)
+            start = max(self._hashed, GBS_HEADER.size + length)
+            if start < end:
+                with self._view[start:end] as raw:
+                    self._raw.update(raw)
+        self._hashed = end
+
+    def digests(self) -> Digests:
+        return Digests(self._whole.hexdigest(), self._raw.hexdigest())
+
+
+def _stream_digests(fd: int, size: int, raw_start: int, path: Path) -> Digests:
+    """The digests of the *size* bytes of *fd*, whose raw part starts at *raw_start*, read
+    a chunk at a time into one small buffer."""
+    whole, raw = hashlib.sha256(), hashlib.sha256()
+    offset = 0
+    while offset < size:
+        chunk = _pread(fd, min(_CHUNK, size - offset), offset, path)
+        if not chunk:
+            raise _changed_size(path)
+        whole.update(chunk)
+        if offset + len(chunk) > raw_start:
+            raw.update(chunk[max(0, raw_start - offset) :])
+        offset += len(chunk)
+    return Digests(whole.hexdigest(), raw.hexdigest())
 
 
 def _read_into(fd: int, target: memoryview, path: Path) -> int:
@@ -302,12 +375,27 @@ def _facts(bitstream: Bitstream) -> BitstreamFacts:
         bitstream.metadata_size,
         bitstream.raw_size,
         bitstream.details,
+        bitstream.digests,
     )
 
 
-def parse_gbs(view: memoryview, source: Path) -> Bitstream:
-    """Parse a GBS image held in *view*; the result's ``raw`` is a slice of it."""
+def parse_gbs(
+    view: memoryview,
+    source: Path,
+    digests: Digests | None = None,
+    *,
+    file_sha256: str | None = None,
+) -> Bitstream:
+    """Parse a GBS image held in *view*; the result's ``raw`` is a slice of it.
+
+    *digests*, when the caller took them as it read the file; else the raw
+    part is hashed here, and the file is *view* unless *file_sha256* (an
+    AOCX's) says otherwise.
+    """
     image = gbs.parse(view, source)
+    if digests is None:
+        whole = file_sha256 or hashlib.sha256(view).hexdigest()
+        digests = Digests(whole, hashlib.sha256(image.raw).hexdigest())
     return Bitstream(
         source,
         BitstreamKind.GBS,
@@ -315,19 +403,19 @@ def parse_gbs(view: memoryview, source: Path) -> Bitstream:
         image.metadata_size,
         len(image.raw),
         {},
+        digests,
         view,
         image.raw,
     )
 
 
 def open_regular_file(path: Path, store: Path | None) -> int:
-    """Open *path* read-only, refusing anything but a regular file (and, with *store*,
-    anything that resolves outside the store)."""
-    real_path = os.path.realpath(path)  # resolved once: what is checked is what is opened
-    if store is not None and not is_within(Path(real_path), store):
-        raise BitstreamError(f"{path} resolves outside the bitstream store {store}: refusing it")
+    """Open *path* read-only, refusing anything but a regular file; with *store*, only as
+    the store's rule allows (:func:`fpga_crihook.store.open_entry`)."""
+    if store is not None:
+        return open_entry(store, path)
     try:
-        fd = os.open(real_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as error:
         raise BitstreamError(f"cannot open {path}: {error.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):

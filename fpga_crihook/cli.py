@@ -22,7 +22,13 @@ from click.core import ParameterSource
 from fpga_crihook import logs, nodeconfig
 from fpga_crihook.deadline import DEFAULT_DEADLINE, Deadline
 from fpga_crihook.errors import BitstreamError, HookError, InputError, SettingsError
-from fpga_crihook.settings import ProgrammerKind, Settings, ensure_path_variable
+from fpga_crihook.settings import (
+    PathSetting,
+    ProgrammerKind,
+    Seconds,
+    Settings,
+    ensure_path_variable,
+)
 
 if TYPE_CHECKING:
     from fpga_crihook.hook import Progress
@@ -32,6 +38,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 EXIT_FAILURE = 1
+HOOK_COMMANDS = ("prestart", "createRuntime")  # what runtimes run, in the bundle directory
 
 
 def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -71,7 +78,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default=nodeconfig.DEFAULT_PATH,
     show_default=True,
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathSetting(dir_okay=False),
     is_eager=True,
     expose_value=False,
     callback=_read_config_file,
@@ -84,7 +91,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default="/sys",
     show_default=True,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Root of the sysfs tree.",
 )
 @click.option(
@@ -93,7 +100,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default="/dev",
     show_default=True,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Root of the device nodes.",
 )
 @click.option(
@@ -102,7 +109,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default="/srv/intel.com/fpga",
     show_default=True,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Bitstream store: <interface-id>/<afu-id>.gbs or .aocx.",
 )
 @click.option(
@@ -128,7 +135,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default=60.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=Seconds(),
     help="Seconds fpgaconf may take before it is killed and programming fails.",
 )
 @click.option(
@@ -137,7 +144,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default="/run/fpga-crihook",
     show_default=True,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Directory of the per-FME lock files.",
 )
 @click.option(
@@ -146,7 +153,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default=30.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=Seconds(),
     help="Seconds to wait for another hook to release an FME.",
 )
 @click.option(
@@ -155,7 +162,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default=3.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=Seconds(),
     help="Seconds to retry sysfs reads and exclusive device opens that fail with EBUSY.",
 )
 @click.option(
@@ -164,7 +171,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     show_envvar=True,
     default=DEFAULT_DEADLINE,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(above_zero=True),
     help="Seconds the whole run may take, every wait included (keep it below the hooks.d timeout).",
 )
 @click.option(
@@ -195,7 +202,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     envvar="FPGA_CRIHOOK_LOG_FILE",
     show_envvar=True,
     default=None,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Also append events to this file (a regular file).",
 )
 @click.option(
@@ -212,7 +219,7 @@ def _read_config_file(context: click.Context, parameter: click.Parameter, path: 
     envvar="FPGA_CRIHOOK_METRICS_DIR",
     show_envvar=True,
     default=None,
-    type=click.Path(path_type=Path),
+    type=PathSetting(),
     help="Keep fpga_crihook.prom here for node-exporter's textfile collector.",
 )
 @click.version_option(package_name="fpga-crihook")
@@ -242,6 +249,8 @@ def cli(
     other commands help operators see and prepare what the hook uses.
     """
     run_deadline = Deadline.start(deadline)  # first: the whole run counts
+    if context.invoked_subcommand in HOOK_COMMANDS:
+        _require_absolute_paths(context)  # before the log file is opened
     format_chosen = _source(context, "log_format") is not ParameterSource.DEFAULT
     on_terminal = os.isatty(logs.STDERR)
     logs.configure(
@@ -266,6 +275,51 @@ def cli(
         busy_timeout=busy_timeout,
         metrics_dir=metrics_dir,
         deadline=run_deadline,
+    )
+
+
+def _require_absolute_paths(context: click.Context) -> None:
+    """Refuse a relative path where the runtime runs the hook: runc and crun run hooks in
+    the container's bundle directory, so each container would get its own lock
+    directory, and a path could lead into the container's own files."""
+    config = nodeconfig.config_file(context)
+    if config is not None and not config.path.is_absolute():
+        where = (
+            "option --config-file"
+            if config.named_by is nodeconfig.Origin.COMMAND_LINE
+            else f"env var {nodeconfig.ENV_VAR}"
+        )
+        raise click.ClickException(_relative_path_sentence(where, str(config.path)))
+    for setting in nodeconfig.settings_in_force(context):
+        if _is_relative_path(setting):
+            raise click.ClickException(
+                _relative_path_sentence(_source_of(setting, config), str(setting.value))
+            )
+
+
+def _is_relative_path(setting: nodeconfig.Setting) -> bool:
+    value = setting.value
+    if isinstance(value, Path):
+        return not value.is_absolute()
+    if setting.key == "syslog":
+        return value not in (logs.SYSLOG_AUTO, logs.SYSLOG_OFF) and not os.path.isabs(value)
+    if setting.key == "fpgaconf":  # a bare name is looked up on PATH
+        return "/" in value and not os.path.isabs(value)
+    return False
+
+
+def _source_of(setting: nodeconfig.Setting, config: nodeconfig.ConfigFile | None) -> str:
+    if setting.origin is nodeconfig.Origin.ENVIRONMENT:
+        return f"env var {setting.envvar}"
+    if setting.origin is nodeconfig.Origin.CONFIG_FILE and config is not None:
+        return f"config file {config.path}: key {setting.key!r}"
+    return f"option --{setting.key}"
+
+
+def _relative_path_sentence(where: str, value: str) -> str:
+    return (
+        f"{where}: {value} is a relative path, but the runtime runs the hook in the "
+        "container's bundle directory: give an absolute path"
     )
 
 

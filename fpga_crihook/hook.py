@@ -218,6 +218,8 @@ def _program(
         log.info(
             "port programmed",
             bitstream=str(entry.path),
+            bitstream_sha256=bitstream.digests.file_sha256,
+            raw_sha256=bitstream.digests.raw_sha256,  # what the kernel was handed
             raw_bytes=len(bitstream.raw),
             duration_ms=round(seconds * 1000, 1),
         )
@@ -231,14 +233,19 @@ def _rehearse(
     programmer: Programmer,
     log: structlog.typing.FilteringBoundLogger,
 ) -> PortResult:
-    """A dry run: every check, reading no more of the bitstream than its header and metadata."""
+    """A dry run: every check; the bitstream is hashed, but never held whole."""
     from fpga_crihook.bitstream import inspect_bitstream  # noqa: PLC0415 (only to program)
 
     request, port = assignment
     bitstream = inspect_bitstream(entry.path, entry.kind, store)
     _check_fits(bitstream, request)
     programmer.rehearse(port, bitstream)
-    log.info("dry run: would program the port", bitstream=str(entry.path))
+    log.info(
+        "dry run: would program the port",
+        bitstream=str(entry.path),
+        bitstream_sha256=bitstream.digests.file_sha256,
+        raw_sha256=bitstream.digests.raw_sha256,
+    )
     return PortResult(assignment, Outcome.WOULD_PROGRAM)
 
 

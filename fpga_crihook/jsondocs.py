@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 
 MAX_FILE_BYTES = 1 << 20  # an operator's document file: hooks.d files, CDI specs
+# What a hooks.d file or a CDI spec may hold, keys counted: a spec for 64 ports holds about
+# 2,000. The bound keeps the work of checking one (schema, regexes) well under a second.
+MAX_NODES = 10_000
+MAX_DEPTH = 64
 
 
 class JsonProblem(ValueError):
@@ -67,6 +71,44 @@ def decode(raw: bytes) -> Any:
         raise JsonProblem(
             f"holds a number of more than {sys.get_int_max_str_digits()} digits"
         ) from None
+
+
+def read_bounded(path: Path) -> Any:
+    """The JSON document in an operator's file (:func:`read_file`), refused with
+    :class:`JsonProblem` when :func:`require_bounded` refuses it."""
+    document = decode(read_file(path))
+    require_bounded(document)
+    return document
+
+
+def require_bounded(document: Any) -> None:
+    """Refuse a document of more than MAX_NODES values and keys, nested more than
+    MAX_DEPTH levels, or holding a value JSON has no type for (a YAML date, say)."""
+    count, pending = 0, [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children = _children(value)
+        count += 1 + (len(value) if isinstance(value, dict) else 0)
+        if count > MAX_NODES:
+            raise JsonProblem(f"holds more than {MAX_NODES} values and keys")
+        if children and depth >= MAX_DEPTH:
+            raise JsonProblem(f"is nested more than {MAX_DEPTH} levels deep")
+        pending.extend((child, depth + 1) for child in children)
+
+
+def _children(value: Any) -> list[Any]:
+    """What a JSON value holds; :class:`JsonProblem` for what no JSON value can be."""
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise JsonProblem("has a key that is not a string")
+        return list(value.values())
+    if isinstance(value, list):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise JsonProblem("holds NaN or Infinity, which JSON has no number for")
+    if not isinstance(value, str | int | float | bool | None):
+        raise JsonProblem(f"holds a {type(value).__name__}, which JSON has no type for")
+    return []
 
 
 def _refuse_constant(name: str) -> Any:

@@ -8,8 +8,8 @@ closed. A child handed the descriptor (fpgaconf) therefore keeps every other
 hook off the FME for as long as it lives, even if the hook itself is killed.
 
 A lock keeps hooks apart only if they all lock the same file: the directory
-must be a real directory of the hook's own user (root) that nobody else can
-write to, lock files are never reached through a symlink, and a hook whose
+must be a real directory of root's (or of the user running the command) that
+nobody else can write to, lock files are never reached through a symlink, and a hook whose
 locked file was removed or replaced while it waited locks the file now at
 the path instead. A file can still be removed while a hook holds it (an
 operator's cleanup of /run): a hook that comes later would create and lock a
@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import structlog
 
+from fpga_crihook import trust
 from fpga_crihook.deadline import Countdown, TimeLimit
 from fpga_crihook.devices import Fme
 from fpga_crihook.errors import LockError
@@ -96,19 +97,10 @@ def _open_lock_dir(lock_dir: Path) -> int:
 
 
 def _require_private(status: os.stat_result, lock_dir: Path) -> None:
-    owner = os.geteuid()
-    if status.st_uid != owner:
-        raise LockError(
-            f"the lock directory {lock_dir} belongs to uid {status.st_uid}, not to uid "
-            f"{owner} that runs the hook: refusing it (chown it, or remove it and let "
-            "the hook create it)"
-        )
-    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise LockError(
-            f"the lock directory {lock_dir} (mode {stat.S_IMODE(status.st_mode):04o}) is "
-            "writable by others, who could remove or replace lock files: refusing it "
-            "(chmod 0700 it)"
-        )
+    why = "refusing it, as others could remove or replace lock files"
+    trust.require(
+        status, lock_dir, subject=f"the lock directory {lock_dir}", why=why, error=LockError
+    )
 
 
 def _acquire(dir_fd: int, fme: Fme, path: Path, countdown: Countdown) -> int:

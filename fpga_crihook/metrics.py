@@ -6,9 +6,13 @@ under the directory's own lock, so hooks running at once lose no count. Each
 file appears whole, in one rename: the collector never reads half a file.
 
 The state is JSON kept beside the ``.prom`` file (the collector reads only
-``*.prom``). A state file that is not what this module writes is started
-afresh with a warning event: metrics never fail a container's start, nor
-hold it up for long. prometheus_client (about 80 ms to import) is imported
+``*.prom``). A state file that is not what this module writes (whatever it
+holds, or a symlink, a FIFO or a directory in its place) is renamed
+``*.corrupt`` and counting starts afresh, with a warning event. The hook runs
+as root and rewrites files there, so the directory must be root's (or the
+user's running the command) and writable by nobody else, else metrics are
+skipped with a warning. Metrics never fail a container's start, nor hold it
+up longer than the wait for their lock. prometheus_client (about 80 ms to import) is imported
 only on runs that write metrics; ``devices`` reads the counts from the state
 without it.
 """
@@ -17,9 +21,9 @@ import contextlib
 import dataclasses
 import fcntl
 import json
-import math
 import os
-import tempfile
+import re
+import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,7 +31,7 @@ from typing import Any, NamedTuple
 
 import structlog
 
-from fpga_crihook import jsondocs
+from fpga_crihook import jsondocs, trust
 from fpga_crihook.deadline import Deadline, TimeLimit
 
 PROM_FILE = "fpga_crihook.prom"
@@ -38,7 +42,11 @@ OUTCOMES = ("programmed", "skipped", "failed")  # a dry run's "would program" is
 BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 LOCK_TIMEOUT = 2.0  # seconds: other hooks hold the lock for milliseconds
 MAX_STATE_BYTES = 4 << 20
+MAX_PORTS = 1024  # a node has tens of ports: more is not a state this module wrote
 _STATE_VERSION = 1
+# Every value ends up a float64 in the exposition: whole numbers are exact up to 2**53.
+_LARGEST = 2**53
+_PORT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _POLL_SECONDS = 0.005
 
 
@@ -67,8 +75,13 @@ class PortStats:
             self.last_programmed = now
 
 
-class _LockBusy(Exception):
-    """Another process held the metrics lock for all of LOCK_TIMEOUT."""
+class _Skipped(Exception):
+    """Metrics are not written this run: the directory is not trusted, or its lock stayed
+    taken for all of LOCK_TIMEOUT."""
+
+
+class _Unusable(ValueError):
+    """The state file is not a state this module wrote: why, as the end of a sentence."""
 
 
 def record(
@@ -89,52 +102,109 @@ def record(
     import prometheus_client  # noqa: F401, PLC0415 (before the lock: hold it for ms, not 80)
 
     try:
-        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-        with _locked(directory / LOCK_FILE, deadline):
-            ports = load(directory)
-            for outcome in counted:
-                ports.setdefault(outcome.port, PortStats()).add(
-                    outcome, time.time() if now is None else now
-                )
-            _replace(directory / STATE_FILE, _state_bytes(ports))
-            _replace(directory / PROM_FILE, exposition(ports))
-    except (OSError, _LockBusy) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        structlog.get_logger().warning(
-            "cannot write the metrics: this run is not counted",
-            metrics_dir=str(directory),
-            reason=reason,
-        )
+        _record(directory, counted, time.time() if now is None else now, deadline)
+        return
+    except _Skipped as skipped:
+        reason = str(skipped)
+    except OSError as error:
+        reason = error.strerror or str(error)
+    except Exception as error:  # noqa: BLE001
+        # The one place where every error is caught: metrics must never change what
+        # happens to a container. Whatever goes wrong here (the state, the directory,
+        # prometheus_client) costs this run's count and a warning, not the container.
+        reason = f"{type(error).__name__}: {error}"
+    structlog.get_logger().warning(
+        "cannot write the metrics: this run is not counted",
+        metrics_dir=str(directory),
+        reason=reason,
+    )
 
 
-def load(directory: Path) -> dict[str, PortStats]:
-    """The totals in the state file; none when it is missing, and afresh (with a
-    warning event) when it is not a state file this module wrote."""
-    path = directory / STATE_FILE
+def _record(
+    directory: Path, counted: list[PortOutcome], now: float, deadline: Deadline | None
+) -> None:
+    dir_fd = _open_directory(directory)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with _locked(dir_fd, directory / LOCK_FILE, deadline):
+            ports = _load_or_set_aside(dir_fd, directory)
+            for outcome in counted:
+                ports.setdefault(outcome.port, PortStats()).add(outcome, now)
+            exposed = exposition(ports)  # before either file is replaced
+            _replace(dir_fd, STATE_FILE, _state_bytes(ports))
+            _replace(dir_fd, PROM_FILE, exposed)
+    finally:
+        os.close(dir_fd)
+
+
+def _open_directory(directory: Path) -> int:
+    """The metrics directory, made if missing, opened; refused unless only root can change it."""
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        trust.require(
+            os.fstat(fd),
+            directory,
+            subject=f"the metrics directory {directory}",
+            why="others could change what the hook, running as root, reads and replaces there",
+            error=_Skipped,
+        )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _load_or_set_aside(dir_fd: int, directory: Path) -> dict[str, PortStats]:
+    """The totals; a state file that cannot be used is renamed ``*.corrupt`` (for a look
+    later) and counting starts afresh, with a warning event."""
+    try:
+        return _read_state(dir_fd)
+    except _Unusable as problem:
+        corrupt = f"{STATE_FILE}.corrupt"
+        os.replace(STATE_FILE, corrupt, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        structlog.get_logger().warning(
+            "the metrics state file is unusable: set aside, counting afresh",
+            state_file=str(directory / STATE_FILE),
+            set_aside_as=str(directory / corrupt),
+            reason=str(problem),
+        )
+        return {}
+
+
+def _read_state(dir_fd: int) -> dict[str, PortStats]:
+    """The totals in the state file of the directory open at *dir_fd*; none when it is
+    missing. :class:`_Unusable` when it is not a state file this module wrote."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(STATE_FILE, flags, dir_fd=dir_fd)
     except FileNotFoundError:
         return {}
-    with os.fdopen(fd, "rb") as file:
-        data = file.read(MAX_STATE_BYTES + 1)
+    except OSError as error:  # ELOOP: a symlink
+        raise _Unusable(f"it cannot be opened: {error.strerror}") from None
     try:
-        return _parse_state(data)
-    except (ValueError, TypeError, KeyError) as error:  # jsondocs.JsonProblem is a ValueError
-        structlog.get_logger().warning(
-            "the metrics state file is corrupt: counting afresh",
-            state_file=str(path),
-            reason=str(error),
-        )
-        return {}
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Unusable("it is not a regular file")
+        data = os.read(fd, MAX_STATE_BYTES + 1)
+    except OSError as error:
+        raise _Unusable(f"it cannot be read: {error.strerror}") from None
+    finally:
+        os.close(fd)
+    return _parse_state(data)
 
 
 def port_counts(directory: Path) -> dict[str, dict[str, int]]:
     """Each port's count per outcome (for ``devices``); a state file that cannot be
     read counts as none."""
     try:
-        ports = load(directory)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return {}
+    try:
+        ports = _read_state(dir_fd)
+    except _Unusable:
+        return {}
+    finally:
+        os.close(dir_fd)
     return {name: dict(stats.counts) for name, stats in ports.items()}
 
 
@@ -199,14 +269,15 @@ def _bucket(seconds: float) -> int:
 
 
 @contextlib.contextmanager
-def _locked(path: Path, deadline: Deadline | None) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+def _locked(dir_fd: int, path: Path, deadline: Deadline | None) -> Iterator[None]:
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path.name, flags, 0o600, dir_fd=dir_fd)
     try:
         run = deadline if deadline is not None else Deadline.start(LOCK_TIMEOUT)
         countdown = TimeLimit(LOCK_TIMEOUT, run).start()
         while not _try_lock(fd):
             if countdown.over():
-                raise _LockBusy(f"{path} stayed locked for {countdown.span()}")
+                raise _Skipped(f"{path} stayed locked for {countdown.span()}")
             time.sleep(min(_POLL_SECONDS, countdown.left()))
         yield
     finally:
@@ -221,16 +292,18 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write *path* whole under a temporary name the collector ignores, then rename it."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _replace(dir_fd: int, name: str, data: bytes) -> None:
+    """Write *name* whole under a temporary name the collector ignores, then rename it."""
+    temporary = f".{name}.{os.urandom(8).hex()}.tmp"  # O_EXCL below: a clash fails, never mixes
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temporary, flags, 0o600, dir_fd=dir_fd)
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             os.fchmod(file.fileno(), 0o644)  # node-exporter does not run as root
-        os.replace(temporary, path)
+        os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        os.unlink(temporary)
+        os.unlink(temporary, dir_fd=dir_fd)
         raise
 
 
@@ -244,42 +317,47 @@ def _state_bytes(ports: dict[str, PortStats]) -> bytes:
 
 def _parse_state(data: bytes) -> dict[str, PortStats]:
     if len(data) > MAX_STATE_BYTES:
-        raise ValueError(f"it is larger than {MAX_STATE_BYTES} bytes")
-    document = jsondocs.decode(data)
+        raise _Unusable(f"it is larger than {MAX_STATE_BYTES} bytes")
+    try:
+        document = jsondocs.decode(data)
+    except jsondocs.JsonProblem as problem:
+        raise _Unusable(f"it {problem}") from None
     if not isinstance(document, dict) or document.get("version") != _STATE_VERSION:
-        raise ValueError(f"it is not a version {_STATE_VERSION} state document")
-    ports = document["ports"]
-    if not isinstance(ports, dict):
-        raise TypeError("'ports' is not an object")
-    return {str(name): _port_stats(name, entry) for name, entry in ports.items()}
+        raise _Unusable(f"it is not a version {_STATE_VERSION} state document")
+    ports = document.get("ports")
+    if not isinstance(ports, dict) or len(ports) > MAX_PORTS:
+        raise _Unusable(f"'ports' is not an object of at most {MAX_PORTS} ports")
+    return {_port_name(name): _port_stats(name, entry) for name, entry in ports.items()}
+
+
+def _port_name(name: str) -> str:
+    if not _PORT_NAME.fullmatch(name):
+        raise _Unusable(f"{name!r} is not a port name")
+    return name
 
 
 def _port_stats(name: str, entry: Any) -> PortStats:
     if not isinstance(entry, dict) or set(entry) != {
         field.name for field in dataclasses.fields(PortStats)
     }:
-        raise ValueError(f"port {name!r} does not have the fields of a port's totals")
+        raise _Unusable(f"port {name!r} does not have the fields of a port's totals")
     counts, buckets = entry["counts"], entry["buckets"]
     if not isinstance(counts, dict) or sorted(counts) != sorted(OUTCOMES):
-        raise ValueError(f"port {name!r}: counts are not one per outcome {OUTCOMES}")
+        raise _Unusable(f"port {name!r}: counts are not one per outcome {OUTCOMES}")
     if not isinstance(buckets, list) or len(buckets) != len(BUCKETS) + 1:
-        raise ValueError(f"port {name!r}: buckets are not {len(BUCKETS) + 1} counts")
+        raise _Unusable(f"port {name!r}: buckets are not {len(BUCKETS) + 1} counts")
     if not all(_is_count(value) for value in [*counts.values(), *buckets]):
-        raise ValueError(f"port {name!r}: a count is not a whole number of at least 0")
+        raise _Unusable(f"port {name!r}: a count is not a whole number from 0 to 2**53")
     seconds_sum, last = entry["seconds_sum"], entry["last_programmed"]
     if not _is_amount(seconds_sum) or not (last is None or _is_amount(last)):
-        raise ValueError(f"port {name!r}: a time is not a number of at least 0")
+        raise _Unusable(f"port {name!r}: a time is not a number from 0 to 2**53")
     return PortStats(dict(counts), list(buckets), float(seconds_sum), last)
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _LARGEST
 
 
 def _is_amount(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
+    # Python compares an int of any size with a float exactly; NaN compares false.
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= _LARGEST

@@ -19,13 +19,16 @@ descriptor that is then read, so the file cannot be swapped in between.
 import enum
 import errno
 import os
+import reprlib
 import stat
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import click
 from click.core import ParameterSource
 
+from fpga_crihook import trust
 from fpga_crihook.errors import SettingsError
 
 DEFAULT_PATH = Path("/etc/fpga-crihook/config.toml")
@@ -185,17 +188,8 @@ def origin_of(source: ParameterSource | None) -> Origin:
 def _require_trusted(path: Path, status: os.stat_result) -> None:
     if not stat.S_ISREG(status.st_mode):
         raise SettingsError(f"config file {path} is not a regular file")
-    if status.st_uid not in (0, os.geteuid()):
-        raise SettingsError(
-            f"config file {path} is owned by uid {status.st_uid}, not root: the hook runs "
-            f"as root and the file can name a program to run (chown root {path})"
-        )
-    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise SettingsError(
-            f"config file {path} is writable by group or others (mode "
-            f"{stat.S_IMODE(status.st_mode):04o}): the hook runs as root and the file "
-            f"can name a program to run (chmod go-w {path})"
-        )
+    why = "the hook runs as root and the file can name a program to run"
+    trust.require(status, path, subject=f"config file {path}", why=why, error=SettingsError)
 
 
 def _parse(path: Path, raw: bytes) -> dict[str, Any]:
@@ -207,6 +201,12 @@ def _parse(path: Path, raw: bytes) -> dict[str, Any]:
         raise SettingsError(f"config file {path} is not UTF-8 (byte {error.start})") from None
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"config file {path} is not valid TOML: {error}") from None
+    except ValueError:  # tomllib lets int()'s refusal of a very long integer through
+        raise SettingsError(
+            f"config file {path} holds a number of more than {sys.get_int_max_str_digits()} digits"
+        ) from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise SettingsError(f"config file {path} is nested too deeply to be read") from None
 
 
 def _converted(option: click.Option, value: Any, context: click.Context, where: str) -> Any:
@@ -214,9 +214,12 @@ def _converted(option: click.Option, value: Any, context: click.Context, where: 
     expected, kind = _toml_type(option)
     wants_bool = expected == (bool,)
     if isinstance(value, bool) != wants_bool or not isinstance(value, expected):
-        raise SettingsError(f"{where}: expected {kind}, not {_toml_kind(value)} {value!r}")
+        shown = reprlib.repr(value)
+        raise SettingsError(f"{where}: expected {kind}, not {_toml_kind(value)} {shown}")
     if isinstance(value, str) and not value:
         raise SettingsError(f"{where}: must not be empty")
+    if isinstance(value, str) and "\0" in value:
+        raise SettingsError(f"{where}: holds a NUL character, which no path or name can hold")
     try:
         return option.type.convert(value, option, context)
     except click.BadParameter as error:

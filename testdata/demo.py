@@ -8,11 +8,14 @@ The config.json is the one podman wrote for such a container.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from simnode import copy_node
 
 TESTDATA = Path(__file__).resolve().parent
 HOOK = Path(sys.executable).parent / "fpga-crihook"
@@ -70,8 +73,7 @@ def _run_hook(node: Path, state: str, log_file: Path) -> int:
 def main() -> int:
     """Run the demo and return non-zero when the hook did not do its job."""
     with tempfile.TemporaryDirectory(prefix="fpga-crihook-demo-") as scratch:
-        node = Path(scratch) / "node"
-        shutil.copytree(TESTDATA / "node", node, symlinks=True)
+        node = copy_node(TESTDATA / "node", Path(scratch) / "node").root
         afu_file = node / "sys" / "class" / "fpga_region" / "region0" / "dfl-port.0" / "afu_id"
         state = _state(_bundle(Path(scratch) / "bundle"))
         log_file = Path(scratch) / "hook.log"

@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from simnode import SimNode
+from simnode import SimNode, copy_node
 
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port
@@ -48,6 +47,13 @@ def built_payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_payload(tmp_path_factory.mktemp("payload"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Build every test's world as an administrator would, whatever the umask of whoever
+    runs the tests (Fedora's and RHEL's users have 002): the hook programs nothing from
+    a store others can write to, and a test that wants such a store makes one."""
+    os.umask(0o022)
+
+
 @pytest.fixture
 def node(tmp_path: Path) -> SimNode:
     """An empty simulated node; tests add cards and bitstreams."""
@@ -59,17 +65,13 @@ def node(tmp_path: Path) -> SimNode:
 @pytest.fixture
 def shipped_node(tmp_path: Path) -> SimNode:
     """A copy of the simulated DFL node shipped in testdata/node."""
-    root = tmp_path / "shipped"
-    shutil.copytree(REPO / "testdata" / "node", root, symlinks=True)
-    return SimNode(root)
+    return copy_node(REPO / "testdata" / "node", tmp_path / "shipped")
 
 
 @pytest.fixture
 def shipped_opae_node(tmp_path: Path) -> SimNode:
     """A copy of the simulated OPAE node shipped in testdata/opae-node."""
-    root = tmp_path / "shipped-opae"
-    shutil.copytree(REPO / "testdata" / "opae-node", root, symlinks=True)
-    return SimNode(root)
+    return copy_node(REPO / "testdata" / "opae-node", tmp_path / "shipped-opae")
 
 
 def run_cli(
@@ -80,6 +82,7 @@ def run_cli(
     *,
     timeout: float = 120,
     preexec: Callable[[], None] | None = None,
+    cwd: Path | None = None,
 ) -> Completed:
     """Run the installed console script with exactly *env* (no PATH unless given);
     *preexec* runs in the child before the script (resource limits, say)."""
@@ -92,6 +95,7 @@ def run_cli(
         check=False,
         timeout=timeout,
         preexec_fn=preexec,
+        cwd=cwd,
     )
     return Completed(result.returncode, result.stdout, result.stderr)
 

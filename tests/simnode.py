@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import stat
 import struct
 from pathlib import Path
@@ -151,6 +152,21 @@ def logged_events(log_file: Path) -> list[str]:
     if not log_file.exists():
         return []
     return [json.loads(line)["event"] for line in log_file.read_text().splitlines()]
+
+
+def copy_node(source: Path, root: Path) -> SimNode:
+    """A copy of the simulated node at *source* (testdata's), writable by its owner only.
+
+    A clone made under umask 002 (Fedora's, RHEL's) has group-writable files,
+    and the hook programs nothing from a store others can write to: the copy
+    is what an administrator would have made.
+    """
+    shutil.copytree(source, root, symlinks=True)
+    for directory, _, files in os.walk(root):
+        for path in (Path(directory), *(Path(directory) / name for name in files)):
+            if not path.is_symlink():
+                path.chmod(stat.S_IMODE(path.stat().st_mode) & ~0o022)
+    return SimNode(root)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,10 +422,13 @@ def write_gbs(
     raw: bytes | None = None,
     name: str = "nlb_400",
 ) -> Path:
-    """Put a valid GBS into the node's store under its canonical name."""
+    """Put a valid GBS into the node's store under its canonical name, with the modes the
+    hook accepts whatever the umask (directories ``0755``, the file ``0644``)."""
     path = node.store / interface_id / f"{afu_id}.gbs"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    for directory in (node.store, path.parent):
+        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
     path.write_bytes(gbs_bytes(interface_id, afu_id, raw=raw, name=name))
+    path.chmod(0o644)
     return path
 
 

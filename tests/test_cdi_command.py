@@ -82,6 +82,30 @@ def test_generate_names_a_device_per_port_and_all_with_the_hook_once(node: SimNo
     assert sorted(hook["env"]) == sorted(f"{name}={value}" for name, value in given.items())
 
 
+@pytest.mark.parametrize(
+    ("where", "deadline", "timeout"),
+    [("option", "120", 130), ("env", "200.5", 211), ("config file", "150", 160)],
+)
+def test_generate_sets_the_hook_timeout_above_the_deadline_in_force(
+    node: SimNode, where: str, deadline: str, timeout: int
+) -> None:
+    _dfl_card(node)
+    args, env = ["cdi", "generate"], node.env()
+    if where == "option":
+        args = ["--deadline", deadline, *args]
+    elif where == "env":
+        env["FPGA_CRIHOOK_DEADLINE"] = deadline
+    else:
+        node.config_file.write_text(f"deadline = {deadline}\n")
+        node.config_file.chmod(0o644)
+
+    result = run_cli(args, env)
+
+    assert result.returncode == 0, result.stderr
+    [hook] = json.loads(result.stdout)["containerEdits"]["hooks"]
+    assert hook["timeout"] == timeout
+
+
 def test_generate_names_opae_ports_with_their_numbers(node: SimNode) -> None:
     add_card(node, "opae", index=0, interface_id=REGION_B, afu_ids=[AFU_1], first_port=3)
 
@@ -340,6 +364,32 @@ def test_check_warns_about_a_cdi_hook_env_that_puts_events_on_stderr(
         "events on stderr too, and runc pastes all of stderr into a failed pod's error: "
         "leave it out (the journal and the log file get the events without it)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "env", "deadline"),
+    [
+        (60, [], "80 s (FPGA_CRIHOOK_DEADLINE is not in its env)"),
+        (90, ["FPGA_CRIHOOK_DEADLINE=100"], "100 s (its env sets FPGA_CRIHOOK_DEADLINE=100)"),
+    ],
+)
+def test_check_warns_about_a_cdi_hook_timeout_not_above_the_deadline(
+    node: SimNode, tmp_path: Path, timeout: int, env: list[str], deadline: str
+) -> None:
+    _dfl_card(node)
+    spec = _intel_spec(timeout=timeout, env=env)
+    path = _write_spec(tmp_path / "cdi" / "intel.json", spec)
+    roomy = _write_spec(tmp_path / "cdi" / "roomy.json", _intel_spec(timeout=101, env=env))
+
+    result = _cli(node, "check", str(path))
+    passed = _cli(node, "check", str(roomy))
+
+    assert _lines(result, "warning") == [
+        f"warning: {path}: device 'dfl-fme.0': hook {DROP_IN}: timeout {timeout} s is not "
+        f"above the hook's deadline of {deadline}: the runtime may kill the hook in the "
+        "middle of programming; set the timeout above the deadline"
+    ]
+    assert _lines(passed, "warning") == []
 
 
 @pytest.mark.parametrize(

@@ -261,7 +261,7 @@ def test_sim_programmer_on_the_real_sysfs_is_refused(tmp_path: Path) -> None:
     ("env", "words"),
     [
         ({"FPGA_CRIHOOK_PROGRAMMER": "magic"}, "'magic' is not one of"),
-        ({"FPGA_CRIHOOK_LOCK_TIMEOUT": "soon"}, "'soon' is not a valid float"),
+        ({"FPGA_CRIHOOK_LOCK_TIMEOUT": "soon"}, "'soon' is not a valid number of seconds"),
         ({"FPGA_CRIHOOK_LOG_LEVEL": "loud"}, "'loud' is not one of"),
     ],
 )

@@ -122,21 +122,15 @@ def test_no_programming_begins_once_the_deadline_has_passed(node: SimNode) -> No
     assert card.ports[0].afu_id() == AFU_1
 
 
-@pytest.mark.parametrize("value", ["0", "-5", "soon"])
-def test_a_deadline_that_is_not_a_positive_number_is_refused(node: SimNode, value: str) -> None:
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "nan", "inf", "86401"])
+def test_a_deadline_that_is_not_a_positive_number_up_to_a_day_is_refused(
+    node: SimNode, value: str
+) -> None:
     result = run_cli(["prestart"], node.env(FPGA_CRIHOOK_DEADLINE=value), "{}")
 
     assert result.returncode == 1
-    assert "Invalid value for '--deadline'" in result.stderr
+    assert "Invalid value for '--deadline' (env var: 'FPGA_CRIHOOK_DEADLINE')" in result.stderr
     assert len(result.stderr.splitlines()) == 1
-
-
-@pytest.mark.parametrize("value", ["nan", "inf"])
-def test_a_deadline_that_is_not_finite_is_refused(node: SimNode, value: str) -> None:
-    result = run_cli(["prestart"], node.env(FPGA_CRIHOOK_DEADLINE=value), "{}")
-
-    assert result.returncode == 1
-    assert "the deadline must be a number of seconds above zero" in _error(result.stderr)
 
 
 def _hooks_file(tmp_path: Path, timeout: int | None, env: list[str]) -> Path:

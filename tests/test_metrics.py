@@ -10,7 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REGION_B, run_cli
+import pytest
+from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REGION_B, Completed, run_cli
 from prometheus_client.parser import text_string_to_metric_families
 from simnode import SimCard, SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
 
@@ -215,7 +216,7 @@ def test_a_corrupt_state_file_is_reset_with_a_warning(node: SimNode, tmp_path: P
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stderr.splitlines()]
     [warning] = [event for event in events if event["level"] == "warning"]
-    assert warning["event"] == "the metrics state file is corrupt: counting afresh"
+    assert warning["event"] == "the metrics state file is unusable: set aside, counting afresh"
     assert "dfl-port.0" in warning["reason"]
     assert _count(_samples(metrics_dir), "dfl-port.0", "programmed") == 1
     assert json.loads((metrics_dir / metrics.STATE_FILE).read_text())["version"] == 1
@@ -312,3 +313,140 @@ def test_the_wait_for_the_metrics_lock_ends_with_the_runs_deadline(tmp_path: Pat
     assert event["event"] == "cannot write the metrics: this run is not counted"
     assert "all that was left of the hook's 0.3 s deadline" in event["reason"]
     assert not (tmp_path / metrics.PROM_FILE).exists()
+
+
+def _good_port(**fields: object) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "counts": {"programmed": 1, "skipped": 0, "failed": 0},
+        "buckets": [1] + [0] * len(metrics.BUCKETS),
+        "seconds_sum": 0.05,
+        "last_programmed": 1_700_000_000.0,
+    }
+    entry.update(fields)
+    return entry
+
+
+def _hostile_json(ports: object) -> bytes:
+    return json.dumps({"version": 1, "ports": ports}).encode()
+
+
+HOSTILE_STATES = {
+    "a 400-digit count": _hostile_json(
+        {"dfl-port.9": _good_port(counts={"programmed": 10**400, "skipped": 0, "failed": 0})}
+    ),
+    "a 400-digit time": _hostile_json({"dfl-port.9": _good_port(seconds_sum=10**400)}),
+    "a 400-digit timestamp": _hostile_json({"dfl-port.9": _good_port(last_programmed=10**400)}),
+    "a lone surrogate as port name": b'{"version": 1, "ports": {"\\ud800": '
+    + json.dumps(_good_port()).encode()
+    + b"}}",
+    "a port name with a newline": _hostile_json({"dfl-port.9\n# TYPE x counter": _good_port()}),
+    "counts of the wrong type": _hostile_json({"dfl-port.9": _good_port(counts=[1, 2, 3])}),
+    "ports as a list": _hostile_json([_good_port()]),
+    "too many ports": _hostile_json({f"dfl-port.{n}": _good_port() for n in range(5000)}),
+    "not JSON": b"\xff\xfe{",
+}
+
+
+def _programming_run(node: SimNode, tmp_path: Path, metrics_dir: Path) -> Completed:
+    card = _card(node, 1)
+    state = _state(tmp_path, "program", list(card.ports), [AFU_2])
+    result = run_cli(["prestart"], node.env(FPGA_CRIHOOK_METRICS_DIR=str(metrics_dir)), state)
+    assert card.ports[0].afu_id() == AFU_2
+    return result
+
+
+def _warnings(result: Completed) -> list[dict[str, str]]:
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    return [event for event in events if event["level"] == "warning"]
+
+
+@pytest.mark.parametrize("content", HOSTILE_STATES.values(), ids=HOSTILE_STATES.keys())
+def test_a_hostile_state_file_is_set_aside_and_never_fails_the_container(
+    node: SimNode, tmp_path: Path, content: bytes
+) -> None:
+    metrics_dir = tmp_path / "textfile"
+    metrics_dir.mkdir(mode=0o755)
+    (metrics_dir / metrics.STATE_FILE).write_bytes(content)
+
+    result = _programming_run(node, tmp_path, metrics_dir)
+
+    assert result.returncode == 0, result.stderr
+    [warning] = _warnings(result)
+    assert warning["event"] == "the metrics state file is unusable: set aside, counting afresh"
+    assert warning["set_aside_as"] == str(metrics_dir / f"{metrics.STATE_FILE}.corrupt")
+    assert (metrics_dir / f"{metrics.STATE_FILE}.corrupt").read_bytes() == content
+    assert _count(_samples(metrics_dir), "dfl-port.0", "programmed") == 1
+    assert metrics.port_counts(metrics_dir) == {
+        "dfl-port.0": {"programmed": 1, "skipped": 0, "failed": 0}
+    }
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+def test_a_state_file_that_is_no_regular_file_is_set_aside(
+    node: SimNode, tmp_path: Path, kind: str
+) -> None:
+    metrics_dir = tmp_path / "textfile"
+    metrics_dir.mkdir(mode=0o755)
+    state_file = metrics_dir / metrics.STATE_FILE
+    if kind == "symlink":
+        (tmp_path / "elsewhere.json").write_text('{"version": 1, "ports": {}}')
+        state_file.symlink_to(tmp_path / "elsewhere.json")
+    elif kind == "fifo":
+        os.mkfifo(state_file)
+    else:
+        state_file.mkdir()
+
+    result = _programming_run(node, tmp_path, metrics_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert [w["event"] for w in _warnings(result)] == [
+        "the metrics state file is unusable: set aside, counting afresh"
+    ]
+    assert os.path.lexists(metrics_dir / f"{metrics.STATE_FILE}.corrupt")
+    assert _count(_samples(metrics_dir), "dfl-port.0", "programmed") == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "owner", "reason"),
+    [
+        (0o777, None, "is writable by group or others (mode 0777)"),
+        (0o775, None, "is writable by group or others (mode 0775)"),
+        (0o755, 4242, "is owned by uid 4242, not root"),
+    ],
+)
+def test_a_metrics_directory_others_can_change_is_skipped_with_a_warning(
+    node: SimNode, tmp_path: Path, mode: int, owner: int | None, reason: str
+) -> None:
+    if owner is not None and os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    metrics_dir = tmp_path / "textfile"
+    metrics_dir.mkdir()
+    metrics_dir.chmod(mode)
+    if owner is not None:
+        os.chown(metrics_dir, owner, owner)
+
+    result = _programming_run(node, tmp_path, metrics_dir)
+
+    assert result.returncode == 0, result.stderr
+    [warning] = _warnings(result)
+    assert warning["event"] == "cannot write the metrics: this run is not counted"
+    assert warning["reason"].startswith(f"the metrics directory {metrics_dir} {reason}")
+    assert os.listdir(metrics_dir) == []
+
+
+def test_any_error_while_writing_metrics_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = io.StringIO()
+    logs.configure("info", logs.LogFormat.JSON, None, stream=stream, syslog="off")
+
+    def broken(_ports: object) -> bytes:
+        raise ZeroDivisionError("a bug in the exposition")
+
+    monkeypatch.setattr(metrics, "exposition", broken)
+
+    metrics.record(tmp_path, [metrics.PortOutcome("dfl-port.0", "skipped")])
+
+    [event] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert event["event"] == "cannot write the metrics: this run is not counted"
+    assert event["reason"] == "ZeroDivisionError: a bug in the exposition"

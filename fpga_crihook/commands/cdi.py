@@ -20,6 +20,7 @@ writes; podman 4.1+, containerd 1.7+ and CRI-O read it) before it is written.
 
 import enum
 import json
+import math
 import os
 import shutil
 import sys
@@ -44,7 +45,11 @@ CDI_ARGUMENT = "--cdi"
 ALL_PORTS = "all"
 HOOK_NAME = "createRuntime"
 HOOK_ARGS = ("fpga-crihook", "createRuntime", CDI_ARGUMENT)
-HOOK_TIMEOUT = 90  # seconds, as in the shipped hooks.d file
+# The runtime kills a hook at its timeout, so it comes after the hook's deadline with room
+# for what no deadline bounds: a partial reconfiguration begun just before the deadline, its
+# verification and the error report. 10 s, as between the shipped deadline (80 s) and the
+# shipped hooks.d timeout (90 s).
+HOOK_TIMEOUT_MARGIN = 10
 PERMISSIONS = "rw"  # the container uses the port; it never creates device nodes
 PROGRAM = "fpga-crihook"
 CONTAINER_DEVFS = Path("/dev")
@@ -106,7 +111,13 @@ def generate(
             *({"name": node.name, "containerEdits": _edits([node])} for node in nodes),
             {"name": ALL_PORTS, "containerEdits": _edits(nodes)},
         ],
-        "containerEdits": {"hooks": [_hook(hook_path, hook_env(in_force, config))]},
+        "containerEdits": {
+            "hooks": [
+                _hook(
+                    hook_path, hook_env(in_force, config), hook_timeout(settings.deadline.seconds)
+                )
+            ]
+        },
     }
     _require_valid(spec)
     return Generated(spec, notes)
@@ -132,6 +143,11 @@ def hook_env(in_force: list[Setting], config: ConfigFile | None) -> list[str]:
         if given and not setting.is_default and entry is not None:
             env.append(entry)
     return env
+
+
+def hook_timeout(deadline: float) -> int:
+    """The ``timeout`` (whole seconds) of a hook whose run has *deadline* seconds."""
+    return math.ceil(deadline) + HOOK_TIMEOUT_MARGIN
 
 
 def installed_hook(explicit: Path | None) -> Path:
@@ -249,11 +265,11 @@ def _device_node(node: PortNode) -> dict[str, Any]:
     return entry
 
 
-def _hook(path: Path, env: list[str]) -> dict[str, Any]:
+def _hook(path: Path, env: list[str], timeout: int) -> dict[str, Any]:
     hook: dict[str, Any] = {"hookName": HOOK_NAME, "path": str(path), "args": list(HOOK_ARGS)}
     if env:
         hook["env"] = env
-    hook["timeout"] = HOOK_TIMEOUT
+    hook["timeout"] = timeout
     return hook
 
 
@@ -275,16 +291,13 @@ def _require_valid(spec: dict[str, Any]) -> None:
 
 
 def read_document(path: Path) -> Any:
-    """The document in a CDI spec file (YAML by its name, else JSON); raises JsonProblem."""
-    raw = jsondocs.read_file(path)
+    """The document in a CDI spec file (YAML by its name, else JSON); raises JsonProblem,
+    also for a document too large or too deep to check quickly."""
     if path.suffix not in (".yaml", ".yml"):
-        return jsondocs.decode(raw)
-    import yaml  # noqa: PLC0415
+        return jsondocs.read_bounded(path)
+    from fpga_crihook import yamldocs  # noqa: PLC0415
 
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError as error:
-        raise jsondocs.JsonProblem(f"is not valid YAML: {' '.join(str(error).split())}") from None
+    return yamldocs.decode(jsondocs.read_file(path))
 
 
 def is_spec(document: Any) -> bool:

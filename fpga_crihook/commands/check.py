@@ -2,7 +2,8 @@
 
 A hooks.d file is checked against the 1.0.0 format (JSON Schema shipped in
 the package), then for what this hook needs: regexes that compile (Python's
-``re`` standing in for Go's RE2), anchored, and matching both the current
+``re`` standing in for Go's RE2, under a CPU limit: see
+:mod:`~fpga_crihook.commands.regexes`), anchored, and matching both the current
 and the legacy value of the FPGA mode annotation (DESIGN.md section 1), no
 other condition that keeps it from running (the runtime ANDs them), a stage
 before the container's process starts, an executable hook path, and a
@@ -10,31 +11,34 @@ before the container's process starts, an executable hook path, and a
 in the middle of programming). The node part looks for the drivers' cards,
 their FME device nodes and a readable bitstream store. CDI specs (DESIGN.md
 section 2) are checked for what runs the hook: a createRuntime (or prestart)
-hook whose program is there. A node where a hooks.d file and a CDI spec
+hook whose program is there, with such a ``timeout``. A node where a hooks.d file and a CDI spec
 would both run the hook for one container is an error: the port would be
 programmed twice. The report starts with the node config file and every
 setting in force, with where it came from. Every finding is one line. Only
 regular files are read, and never with a blocking open: ``check`` pointed at
-a FIFO reports it instead of hanging.
+a FIFO reports it instead of hanging. Every file is bounded (size, values,
+depth, no YAML aliases), so checking one takes well under a second.
 """
 
 import enum
-import math
 import os
-import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import click
+
 from fpga_crihook import jsondocs
-from fpga_crihook.commands import cdi
+from fpga_crihook.commands import cdi, regexes
 from fpga_crihook.commands.devices import CardInfo, Health, scan
 from fpga_crihook.deadline import DEADLINE_VARIABLE, DEFAULT_DEADLINE
 from fpga_crihook.devices import Driver
+from fpga_crihook.errors import BitstreamError
 from fpga_crihook.nodeconfig import ConfigFile, Origin, Setting, env_text
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
-from fpga_crihook.settings import ProgrammerKind, Settings
+from fpga_crihook.settings import MAX_SECONDS, ProgrammerKind, Seconds, Settings
+from fpga_crihook.store import open_directory, open_entry
 
 _MISSING = "does not exist"  # a hook program that is not there
 EARLY_STAGES = ("prestart", "createRuntime")  # run before the container's process
@@ -50,6 +54,8 @@ EVENTS_ON_STDERR = ("FPGA_CRIHOOK_LOG_LEVEL", "FPGA_CRIHOOK_LOG_FORMAT")
 # Where runtimes look (CRI-O and podman: containers/common; CDI: the spec's defaults).
 HOOKS_DIRS = (Path("/usr/share/containers/oci/hooks.d"), Path("/etc/containers/oci/hooks.d"))
 CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+MAX_SCHEMA_ERRORS = 20  # findings for one file's format: more would bury the rest
+MAX_QUOTED = 300  # characters of a document's text quoted in a finding
 
 
 class Level(enum.StrEnum):
@@ -90,7 +96,7 @@ def check_file(path: Path, settings: Settings | None = None) -> list[Finding]:
     if path.suffix in (".yaml", ".yml"):
         return check_cdi_spec(path, settings)
     try:
-        document = jsondocs.decode(jsondocs.read_file(path))
+        document = jsondocs.read_bounded(path)
     except (OSError, jsondocs.JsonProblem):
         document = None  # check_hooks_file says what is wrong with it
     if cdi.is_spec(document):
@@ -147,7 +153,7 @@ def check_hooks_file(path: Path, settings: Settings | None = None) -> list[Findi
     """Findings for one hooks.d file; with *settings*, also where its ``env`` points
     the hook elsewhere than the node checks look."""
     try:
-        document = jsondocs.decode(jsondocs.read_file(path))
+        document = jsondocs.read_bounded(path)
     except OSError as error:
         return [Finding(Level.ERROR, f"{path}: cannot read it: {error.strerror}")]
     except jsondocs.JsonProblem as problem:
@@ -156,12 +162,16 @@ def check_hooks_file(path: Path, settings: Settings | None = None) -> list[Findi
     if schema_errors:
         return schema_errors  # the checks below rely on the format's shape
     findings = [
-        *_regex_findings(path, document["when"]),
+        *_when_findings(path, document["when"]),
         *_condition_findings(path, document["when"]),
-        *_mode_findings(path, document["when"].get("annotations", {})),
         *_stage_findings(path, document["stages"]),
         *_hook_findings(path, document["hook"]),
-        *_timeout_findings(path, document["hook"], settings),
+        *_deadline_findings(
+            _HookTimeout(str(path), "hook.timeout", "hook.env"),
+            document["hook"].get("timeout"),
+            document["hook"].get("env", []),
+            settings,
+        ),
         *_env_findings(path, document["hook"].get("env", []), settings),
         *_stderr_findings(path, document["hook"].get("env", [])),
     ]
@@ -199,6 +209,7 @@ def check_cdi_spec(path: Path, settings: Settings | None = None) -> list[Finding
         *format_findings,
         *_cdi_kind_findings(path, document, hooks),
         *(finding for hook in hooks for finding in _cdi_hook_findings(path, document, hook)),
+        *(finding for hook in hooks for finding in _cdi_timeout_findings(path, hook, settings)),
         *(finding for hook in hooks for finding in _env_findings(path, _env(hook), settings)),
         *(finding for hook in hooks for finding in _stderr_findings(path, _env(hook))),
         *_cdi_device_node_findings(path, document),
@@ -247,14 +258,8 @@ def _cdi_format_findings(path: Path, document: dict[str, Any]) -> Iterator[Findi
             "format only, so only the hooks were checked",
         )
         return
-    validator = jsondocs.schema_validator(f"cdi-{cdi.CDI_VERSION}")
-    for error in sorted(validator.iter_errors(document), key=lambda e: list(e.path)):
-        where = "/".join(str(part) for part in error.absolute_path) or "top level"
-        yield Finding(
-            Level.ERROR,
-            f"{path}: breaks the CDI {cdi.CDI_VERSION} format at {where}: {error.message} "
-            "(the runtime would ignore the whole file)",
-        )
+    for text in _schema_errors(document, f"cdi-{cdi.CDI_VERSION}", f"CDI {cdi.CDI_VERSION}"):
+        yield Finding(Level.ERROR, f"{path}: {text} (the runtime would ignore the whole file)")
 
 
 def _cdi_kind_findings(
@@ -363,28 +368,60 @@ def _setting_line(setting: Setting) -> str:
     return f"setting {setting.key} = {value} ({origin})"
 
 
-def _schema_errors(document: Any) -> Iterator[str]:
-    for error in sorted(
-        jsondocs.schema_validator("hooks-1.0.0").iter_errors(document), key=lambda e: list(e.path)
-    ):
+def _schema_errors(
+    document: Any, schema: str = "hooks-1.0.0", name: str = "hooks.d 1.0.0"
+) -> Iterator[str]:
+    """The first few ways *document* breaks the format, each in one line of bounded length."""
+    errors = sorted(
+        jsondocs.schema_validator(schema).iter_errors(document), key=lambda e: list(e.path)
+    )
+    for error in errors[:MAX_SCHEMA_ERRORS]:
         where = "/".join(str(part) for part in error.absolute_path) or "top level"
-        yield f"breaks the hooks.d 1.0.0 format at {where}: {error.message}"
+        yield f"breaks the {name} format at {_shortened(where)}: {_shortened(error.message)}"
+    if len(errors) > MAX_SCHEMA_ERRORS:
+        yield f"breaks the {name} format in {len(errors) - MAX_SCHEMA_ERRORS} more places"
 
 
-def _regex_findings(path: Path, when: Mapping[str, Any]) -> Iterator[Finding]:
+def _shortened(text: str) -> str:
+    """*text* (a message quoting a document's value, which may be huge) cut to a line."""
+    return text if len(text) <= MAX_QUOTED else f"{text[: MAX_QUOTED - 3]}..."
+
+
+def _when_findings(path: Path, when: Mapping[str, Any]) -> list[Finding]:
+    """The regexes of ``when``: do they compile, and run the hook for FPGA region containers."""
+    annotations: Mapping[str, str] = when.get("annotations", {})
+    every_regex = [*annotations, *annotations.values(), *when.get("commands", [])]
+    matches = regexes.match(every_regex, [MODE_ANNOTATION, *sorted(REGION_MODES)])
+    if matches is None:
+        return [
+            Finding(
+                Level.ERROR,
+                f"{path}: Python's re takes more than {regexes.CPU_LIMIT:g} s over the regexes "
+                "of when (the runtime's Go regexp takes linear time), so check cannot tell "
+                "whether the hook runs for FPGA region containers: simplify them",
+            )
+        ]
+    return [*_regex_findings(path, when, matches), *_mode_findings(path, annotations, matches)]
+
+
+def _regex_findings(
+    path: Path, when: Mapping[str, Any], matches: regexes.Matches
+) -> Iterator[Finding]:
     annotations: Mapping[str, str] = when.get("annotations", {})
     for key, value in annotations.items():
         for regex in (key, value):
-            yield from _regex_problems(path, f"annotation regex {regex!r}", regex, anchored=True)
+            what = f"annotation regex {_shortened(repr(regex))}"
+            yield from _regex_problems(path, what, regex, matches, anchored=True)
     for command in when.get("commands", []):
-        yield from _regex_problems(path, f"command regex {command!r}", command, anchored=False)
+        what = f"command regex {_shortened(repr(command))}"
+        yield from _regex_problems(path, what, command, matches, anchored=False)
 
 
-def _regex_problems(path: Path, what: str, regex: str, anchored: bool) -> Iterator[Finding]:
-    try:
-        re.compile(regex)
-    except re.error as error:
-        yield Finding(Level.ERROR, f"{path}: {what} does not compile: {error}")
+def _regex_problems(
+    path: Path, what: str, regex: str, matches: regexes.Matches, anchored: bool
+) -> Iterator[Finding]:
+    if regex in matches.errors:
+        yield Finding(Level.ERROR, f"{path}: {what} does not compile: {matches.errors[regex]}")
         return
     if anchored and not (regex.startswith("^") and regex.endswith("$")):
         yield Finding(
@@ -416,8 +453,12 @@ def _condition_findings(path: Path, when: Mapping[str, Any]) -> Iterator[Finding
             )
 
 
-def _mode_findings(path: Path, annotations: Mapping[str, str]) -> Iterator[Finding]:
-    matching = {key: value for key, value in annotations.items() if _search(key, MODE_ANNOTATION)}
+def _mode_findings(
+    path: Path, annotations: Mapping[str, str], matches: regexes.Matches
+) -> Iterator[Finding]:
+    matching = {
+        key: value for key, value in annotations.items() if matches.search(key, MODE_ANNOTATION)
+    }
     if not matching:
         yield Finding(
             Level.ERROR,
@@ -427,7 +468,7 @@ def _mode_findings(path: Path, annotations: Mapping[str, str]) -> Iterator[Findi
         return
     for key, value in matching.items():
         for mode in sorted(REGION_MODES):
-            if not _search(value, mode):
+            if not matches.search(value, mode):
                 yield Finding(
                     Level.ERROR,
                     f"{path}: the value regex {value!r} for {key!r} does not match "
@@ -457,40 +498,58 @@ def _hook_findings(path: Path, hook: Mapping[str, Any]) -> Iterator[Finding]:
         )
 
 
-def _timeout_findings(
-    path: Path, hook: Mapping[str, Any], settings: Settings | None
+class _HookTimeout(NamedTuple):
+    """How a report names a hook, its ``timeout`` and its ``env``."""
+
+    hook: str
+    timeout: str
+    env: str
+
+
+def _cdi_timeout_findings(
+    path: Path, hook: cdi.SpecHook, settings: Settings | None
+) -> Iterator[Finding]:
+    names = _HookTimeout(
+        f"{path}: {hook.where}: hook {hook.hook.get('path')}", "timeout", "its env"
+    )
+    return _deadline_findings(names, hook.hook.get("timeout"), _env(hook), settings)
+
+
+def _deadline_findings(
+    names: _HookTimeout, timeout: Any, env: list[str], settings: Settings | None
 ) -> Iterator[Finding]:
     """The runtime kills a hook at its ``timeout``: that must come after the hook's deadline."""
-    timeout = hook.get("timeout")
     variable = f"{DEADLINE_VARIABLE}="
-    given = [entry[len(variable) :] for entry in hook.get("env", []) if entry.startswith(variable)]
+    given = [entry[len(variable) :] for entry in env if entry.startswith(variable)]
     if given:
-        deadline, source = _seconds(given[-1]), f"hook.env sets {variable}{given[-1]}"
+        deadline, source = _seconds(given[-1]), f"{names.env} sets {variable}{given[-1]}"
         if deadline is None:
             yield Finding(
                 Level.ERROR,
-                f"{path}: {source}, which is not a number of seconds above zero: "
-                "the hook would refuse to run",
+                f"{names.hook}: {source}, which is not a number of seconds above zero "
+                f"(at most {MAX_SECONDS:g}): the hook would refuse to run",
             )
             return
     else:
         deadline = settings.deadline.seconds if settings is not None else DEFAULT_DEADLINE
-        source = f"{DEADLINE_VARIABLE} is not in hook.env"
-    if timeout is not None and not timeout > deadline:
+        source = f"{DEADLINE_VARIABLE} is not in {names.env}"
+    is_number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+    if is_number and not timeout > deadline:
         yield Finding(
             Level.WARNING,
-            f"{path}: hook.timeout {timeout} s is not above the hook's deadline of "
+            f"{names.hook}: {names.timeout} {timeout} s is not above the hook's deadline of "
             f"{deadline:g} s ({source}): the runtime may kill the hook in the middle of "
             "programming; set the timeout above the deadline",
         )
 
 
 def _seconds(text: str) -> float | None:
+    """The deadline *text* gives the hook, or ``None`` when the hook would refuse it."""
     try:
-        value = float(text)
-    except ValueError:
+        seconds: float = Seconds(above_zero=True).convert(text, None, None)
+    except click.BadParameter:
         return None
-    return value if 0 < value < math.inf else None
+    return seconds
 
 
 def _program_problem(executable: str) -> str | None:
@@ -569,6 +628,33 @@ def _card_findings(card: CardInfo) -> Iterator[Finding]:
         yield Finding(level, f"{name}: {reading.health}: {detail}")
 
 
+def _refused_store_entries(store: Path) -> Iterator[Finding]:
+    """An error for each store directory and bitstream file the hook would refuse to program
+    from (owner, mode, a symbolic link): once per directory, not again for its files."""
+    try:
+        os.close(open_directory(store, []))
+    except BitstreamError as error:
+        yield Finding(Level.ERROR, f"bitstream store: {error}")
+        return
+    for region in sorted(os.scandir(store), key=lambda entry: entry.name):
+        try:
+            os.close(open_directory(store, [region.name]))
+        except BitstreamError as error:
+            if region.is_dir():  # a link to a directory counts; a stray file does not
+                yield Finding(Level.ERROR, f"bitstream store: {error}")
+            continue
+        for name in sorted(os.listdir(region.path)):
+            if name.endswith((".gbs", ".aocx")):
+                yield from _refused_store_file(store, Path(region.path) / name)
+
+
+def _refused_store_file(store: Path, path: Path) -> Iterator[Finding]:
+    try:
+        os.close(open_entry(store, path))
+    except BitstreamError as error:
+        yield Finding(Level.ERROR, f"bitstream store: {error}")
+
+
 def _fpgaconf_port_findings(card: CardInfo, settings: Settings) -> Iterator[Finding]:
     """fpgaconf programs port 0 of an FME only: the hook refuses the others under it."""
     if settings.programmer is not ProgrammerKind.FPGACONF:
@@ -589,6 +675,7 @@ def _store_findings(store: Path, cards: list[CardInfo]) -> Iterator[Finding]:
         return
     bitstreams = [path for path in store.glob("*/*") if path.suffix in (".gbs", ".aocx")]
     yield Finding(Level.OK, f"bitstream store {store}: {len(bitstreams)} bitstream(s)")
+    yield from _refused_store_entries(store)
     for card in cards:
         region = card.fme.interface.value if card.fme is not None else None
         if region is not None and not (store / region).is_dir():
@@ -597,10 +684,3 @@ def _store_findings(store: Path, cards: list[CardInfo]) -> Iterator[Finding]:
                 f"bitstream store {store} has nothing for region {region} "
                 f"({card.driver.label} card {card.name})",
             )
-
-
-def _search(regex: str, text: str) -> bool:
-    try:
-        return re.search(regex, text) is not None
-    except re.error:
-        return False  # reported by the regex findings

@@ -33,6 +33,8 @@ class BitstreamInfo:
     gbs_bytes: int  # the (embedded, for an AOCX) GBS: header, metadata and raw part
     metadata_bytes: int
     raw_bytes: int
+    file_sha256: str
+    raw_sha256: str  # of the raw bitstream, the bytes the kernel is handed
     details: Mapping[str, str]  # AOCX text sections: board, target, version, hash, ...
     clocks: tuple[ClockRequest, ...] = ()  # user clocks high, low
     power: Any = None  # afu-image.power as written (None: absent)
@@ -61,6 +63,8 @@ def describe(path: Path) -> BitstreamInfo:
         power=metadata.power,
         magic_no=metadata.magic_no,
         opae_refusal=bitstream.opae_refusal,
+        file_sha256=bitstream.digests.file_sha256,
+        raw_sha256=bitstream.digests.raw_sha256,
     )
 
 
@@ -78,6 +82,8 @@ def as_json(info: BitstreamInfo) -> dict[str, Any]:
         "metadata_bytes": info.metadata_bytes,
         "raw_bytes": info.raw_bytes,
         "details": dict(info.details),
+        "file_sha256": info.file_sha256,
+        "raw_sha256": info.raw_sha256,
         "user_clocks": {
             "high": info.clocks[0].value if info.clocks else None,
             "low": info.clocks[1].value if info.clocks else None,
@@ -106,6 +112,7 @@ def text(info: BitstreamInfo) -> str:
     if info.kind is BitstreamKind.AOCX:
         pairs.append(("embedded gbs", _bytes(info.gbs_bytes)))
     pairs += [("metadata", _bytes(info.metadata_bytes)), ("raw bitstream", _bytes(info.raw_bytes))]
+    pairs += [("file sha-256", info.file_sha256), ("raw sha-256", info.raw_sha256)]
     pairs += [(key.replace("_", " "), value) for key, value in info.details.items()]
     return tables.fields(pairs)
 

@@ -5,7 +5,10 @@ carries its board's AFU ID, shared by every OpenCL kernel of that board, so
 the operator names the ID it is requested by: ``<interface-id>/<ID>.aocx``.
 
 The copy is validated as the hook would validate it and appears under its
-name in one rename: a hook never sees a half-written bitstream.
+name in one rename: a hook never sees a half-written bitstream. What install
+creates passes the store's rule (``0755`` directories, a ``0644`` file of the
+user running it, whatever the umask), and it refuses to install where the
+hook would refuse to program.
 """
 
 import contextlib
@@ -20,7 +23,7 @@ from typing import NamedTuple
 from fpga_crihook.bitstream import detect_kind, inspect_bitstream, open_regular_file
 from fpga_crihook.errors import BitstreamError, InputError
 from fpga_crihook.ids import InvalidIdError, requested_id
-from fpga_crihook.store import BitstreamKind
+from fpga_crihook.store import BitstreamKind, open_directory, open_entry
 from fpga_crihook.sysfs import is_within
 
 _COPY_CHUNK = 1 << 20
@@ -55,22 +58,46 @@ def install(source: Path, store: Path, afu_id: str | None, force: bool) -> Insta
             f"{target.parent} resolves outside the bitstream store {store}: the hook "
             "refuses bitstreams there, so nothing is installed"
         )
+    _make_directories(target.parent)
+    os.close(open_directory(store, [interface_id]))  # what the hook would refuse, install does
     status = InstallStatus.INSTALLED
     if os.path.lexists(target):
-        # A link out of the store is never the same file: the hook does not follow it.
-        in_store = is_within(target, store)
-        if in_store and os.path.isfile(target) and filecmp.cmp(source, target, shallow=False):
+        # A link is never the same file: the hook follows none in the store.
+        same = not os.path.islink(target) and filecmp.cmp(source, target, shallow=False)
+        if same and _accepted(store, target):
             return InstallResult(target, InstallStatus.IDENTICAL, _shadow(target, kind))
-        if not force:
+        if not (same or force):
             problem = (
-                "it holds a different bitstream"
-                if in_store
-                else "it resolves outside the bitstream store, where the hook does not follow it"
+                "it is a symbolic link, which the hook does not follow"
+                if os.path.islink(target)
+                else "it holds a different bitstream"
             )
             raise BitstreamError(f"refusing to replace {target}: {problem} (--force replaces it)")
         status = InstallStatus.REPLACED
     _copy_atomically(source, target, kind, (interface_id, stored_afu), afu_id)
     return InstallResult(target, status, _shadow(target, kind))
+
+
+def _accepted(store: Path, target: Path) -> bool:
+    """True when the hook would take *target* from the store (owner, mode, no link)."""
+    try:
+        os.close(open_entry(store, target))
+    except BitstreamError:
+        return False
+    return True
+
+
+def _make_directories(directory: Path) -> None:
+    """Make *directory* and its missing parents with mode ``0755`` (less what the umask
+    takes away), never group-writable: a store directory others can write to is one
+    the hook refuses, and ``mkdir -p`` would give the parents ``0777`` less the umask."""
+    missing = [path for path in (directory, *directory.parents) if not path.exists()]
+    try:
+        for path in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # another install made it meanwhile
+                os.mkdir(path, 0o755)
+    except OSError as error:
+        raise BitstreamError(f"cannot create {error.filename}: {error.strerror}") from None
 
 
 def summary(result: InstallResult, source: Path) -> str:
@@ -122,7 +149,6 @@ def _copy_atomically(
 ) -> None:
     """Copy to a temporary file beside *target*, check the copy, fsync, rename."""
     try:
-        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".installing-", suffix=f".{kind}", dir=target.parent)
     except OSError as error:
         raise BitstreamError(f"cannot write into {target.parent}: {error.strerror}") from None
