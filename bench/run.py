@@ -74,17 +74,32 @@ REFERENCES = {
         "floor-all + pyelftools",
     ),
 }
+# What a dry run must do for provenance, and nothing else: read the GBS a MiB at a time into
+# two SHA-256 digests, the file's and its raw bitstream's (the ones its event carries).
+HASH_GBS = """
+import hashlib, sys
+whole, raw = hashlib.sha256(), hashlib.sha256()
+with open(sys.argv[1], "rb", buffering=0) as file:
+    header = file.read(20)
+    whole.update(header + file.read(int.from_bytes(header[16:20], "little")))
+    while chunk := file.read(1 << 20):
+        whole.update(chunk)
+        raw.update(chunk)
+"""
 PROFILED = "skip"  # the case whose imports the profile shows: every restart of an FPGA pod
 
 
 class Target(NamedTuple):
-    """A limit on one row's metric: at most *allowance* above the *base* row's."""
+    """A limit on one row's metric: at most *allowance* above the *base* row's, plus, when
+    *plus* names two rows, the median of their paired difference in the same run (work the
+    hook is asked to do, measured apart from it)."""
 
     row: str
     metric: str
     base: str
     allowance: float
     text: str
+    plus: tuple[str, str] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +195,14 @@ def build_cases(world: World, install: Install, size_mib: int) -> list[Case]:
     write_aocx(world.node, AFU_OPENCL, raw)
     seal_store(world.node.store)
     size = f"{size_mib}"
+    hashing = reference(
+        f"hash-{size}",
+        f"python -c: SHA-256 of the {size} MiB GBS and of its raw part, a MiB at a time",
+        install.python,
+        HASH_GBS,
+        world.root,
+        str(world.node.store / REGION / f"{AFU_BIG}.gbs"),
+    )
     dry = {"FPGA_CRIHOOK_DRY_RUN": "1"}
     metrics = {"FPGA_CRIHOOK_METRICS_DIR": str(world.root / "metrics")}
     programmed = "port programmed"
@@ -188,6 +211,7 @@ def build_cases(world: World, install: Install, size_mib: int) -> list[Case]:
             reference(name, what, install.python, code, world.root)
             for name, (code, what) in REFERENCES.items()
         ),
+        hashing,
         world.case("skip", "port already holds the AFU", AFU_HELD, skip_port, expect="skipped"),
         world.case(
             "skip-metrics",
@@ -256,7 +280,16 @@ def targets(size_mib: int) -> list[Target]:
             1.25 * size_mib,
             f"aocx-{size} peak RSS <= floor-elf + 1.25 x {size} MiB",
         ),
-        Target(f"dry-{size}", "cpu_ms", "dry-small", 10.0, f"dry-{size} CPU <= dry-small + 10 ms"),
+        # A dry run reads the header and metadata to check, and every byte to hash it for the
+        # provenance its event carries: it may cost that hashing, and no more than 10 ms else.
+        Target(
+            f"dry-{size}",
+            "cpu_ms",
+            "dry-small",
+            10.0,
+            f"dry-{size} CPU <= dry-small + (hash-{size} - bare) + 10 ms",
+            plus=(f"hash-{size}", "bare"),
+        ),
     ]
 
 
@@ -275,6 +308,7 @@ def make_report(cases: list[Case], results: Results, options: argparse.Namespace
             ("noop", "floor-nogc"),
             ("floor-models", "floor-nogc"),
             (f"dry-{size}", "dry-small"),
+            (f"hash-{size}", "bare"),
         )
     }
     return {
@@ -291,15 +325,21 @@ def make_report(cases: list[Case], results: Results, options: argparse.Namespace
 
 def _verdict(target: Target, results: Results, rows: Rows) -> dict[str, Any]:
     verdict: dict[str, Any] = {"target": target.text}
-    failed = [rows[name]["error"] for name in (target.row, target.base) if "error" in rows[name]]
+    names = (target.row, target.base, *(target.plus or ()))
+    failed = [rows[name]["error"] for name in names if "error" in rows[name]]
     if failed:
         verdict.update(status="ERROR", error=failed[0])
         return verdict
     paired = difference(target.row, target.base, results, rows)
     assert paired is not None  # neither row failed
     value = paired[target.metric]
-    status = "PASS" if value <= target.allowance else "FAIL"
-    verdict.update(status=status, difference=value, allowance=target.allowance)
+    allowance = target.allowance
+    if target.plus is not None:
+        added = difference(*target.plus, results, rows)
+        assert added is not None  # neither row failed
+        allowance = round(allowance + added[target.metric], 1)
+    status = "PASS" if value <= allowance else "FAIL"
+    verdict.update(status=status, difference=value, allowance=allowance)
     if f"{target.metric}_ci95" in paired:
         verdict["ci95"] = paired[f"{target.metric}_ci95"]
     return verdict

@@ -87,11 +87,12 @@ class World:
         )
 
 
-def reference(name: str, what: str, python: Path, code: str, root: Path) -> Case:
-    """``python -c code`` on the hook's interpreter, with an empty environment and stdin."""
+def reference(name: str, what: str, python: Path, code: str, root: Path, *args: str) -> Case:
+    """``python -c code args...`` on the hook's interpreter, with an empty environment and
+    stdin."""
     stdin = root / "empty"
     stdin.touch()
-    return Case(name, what, [str(python), "-c", code], {}, stdin)
+    return Case(name, what, [str(python), "-c", code, *args], {}, stdin)
 
 
 def raw_bitstream(size: int) -> bytes:
