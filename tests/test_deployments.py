@@ -32,6 +32,7 @@ from deployment import (
     image_command,
     instructions,
     make_payload,
+    release_names,
     run_installer,
     tree,
 )
@@ -283,7 +284,7 @@ def test_second_run_with_the_same_payload_leaves_the_same_state(
     output = _install(node_root, payload, hook_json)
 
     assert tree(node_root / INSTALLED) == before == tree(payload)
-    assert len(list((node_root / RELEASES).iterdir())) == 1
+    assert len(list((node_root / RELEASES).iterdir())) == 2  # this one and the one before
     assert "is up to date" in output
     assert (node_root / INSTALLED_HOOK_FILE).read_bytes() == hook_json.read_bytes()
 
@@ -302,8 +303,39 @@ def test_new_payload_replaces_the_old_one(node_root: Path, tmp_path: Path) -> No
     assert _run_installed_hook(node_root) == "new"
     assert tree(node_root / INSTALLED) == tree(new_payload)
     assert not (node_root / INSTALLED / "lib" / "old.txt").exists()
-    assert len(list((node_root / RELEASES).iterdir())) == 1
     assert (node_root / INSTALLED_HOOK_FILE).read_bytes() == new_hook_json.read_bytes()
+
+
+def test_install_keeps_the_release_it_replaces_and_removes_older_ones(
+    node_root: Path, tmp_path: Path
+) -> None:
+    """A hook that started on the release an install replaces runs on from its files."""
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    linked = []
+    for name in ("first", "second"):
+        _install(node_root, make_payload(tmp_path / name, name), hook_json)
+        linked.append(node_root / INSTALLED.parent / os.readlink(node_root / INSTALLED))
+
+    output = _install(node_root, make_payload(tmp_path / "third", "third"), hook_json)
+
+    current = os.readlink(node_root / INSTALLED)
+    assert release_names(node_root / RELEASES) == {
+        linked[1].name: "second",
+        Path(current).name: "third",
+    }
+    assert f"removed old release {linked[0]}" in output
+    assert f"kept the previous release {linked[1]} for hooks still running from it" in output
+
+
+def test_uninstall_removes_every_release(node_root: Path, tmp_path: Path) -> None:
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    for name in ("first", "second", "third"):
+        _install(node_root, make_payload(tmp_path / name, name), hook_json)
+
+    result = _run_installer(node_root, tmp_path / "third", hook_json, "uninstall")
+
+    assert result.returncode == 0, result.stderr
+    assert list((node_root / INSTALLED.parent).iterdir()) == []
 
 
 def test_installer_replaces_a_directory_installed_by_hand(node_root: Path, tmp_path: Path) -> None:
