@@ -62,9 +62,11 @@
 # one, never a half-copied payload. A directory cannot be renamed over a
 # non-empty one, so the payload is copied into a new release directory and the
 # symlink that the hooks.d file's path and the drop-in go through is replaced
-# with rename(2). The release the link named before the swap stays, for hooks
-# that started on it and are still running (each within its deadline); the
-# next install removes it, with any older one. The hooks.d file and the
+# with rename(2). A hook runs entirely from the release it started in (its
+# launcher runs Python from the release's own directory, not through the link),
+# never a mix of two. So the release the link named before the swap stays, for
+# hooks that started on it and are still running (each within its deadline);
+# the next install removes it, with any older one. The hooks.d file and the
 # drop-in file are written under temporary names that the runtimes ignore and
 # renamed into place after the payload, so they never name a program that is
 # not there. Running it again installs the payload afresh and leaves the same
