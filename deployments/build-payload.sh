@@ -20,7 +20,8 @@
 #   OUTPUT/bin/python3 -> python3.X
 #   OUTPUT/bin/fpga-crihook       launchers, one per [project.scripts] entry:
 #   OUTPUT/bin/intel-fpga-crihook sh scripts that run python3.X beside them,
-#                                 isolated (-I), following a symlink to themselves
+#                                 isolated (-I), following a symlink to themselves,
+#                                 by its real path (see launcher)
 #   OUTPUT/lib/                   libpython and the shared libraries the standard
 #                                 library's C modules need (libffi, libz, libssl,
 #                                 ...), except glibc
@@ -111,7 +112,13 @@ require_links_inside() {
 
 # The launcher for console script $1 = $2:$3 (module:function). A #! line can
 # only name an absolute path, so it is a sh script that finds the interpreter
-# beside itself.
+# beside itself. It runs the interpreter by a path with no symlink in it: the
+# installer swaps a link to the release directory, and Python reached through
+# that link would import the modules it loads late (after reading the state)
+# from whichever release the link names by then. So a run stays in the release
+# it started in, which the installer keeps until the next install. sys.argv[0]
+# is the launcher's own path as reached, through that link: cdi generate names
+# the program for later runs by it.
 launcher() {
     printf '%s\n' \
         '#!/bin/sh' \
@@ -123,7 +130,11 @@ launcher() {
         '    link=$(readlink "$self")' \
         '    case $link in /*) self=$link ;; *) self=${self%/*}/$link ;; esac' \
         'done' \
-        "exec \"\${self%/*}/python$version\" -I -c 'from $2 import $3; $3()' \"\$@\""
+        '# Its directory with every link resolved: the release it is in, which an' \
+        '# install does not change under this run.' \
+        'bin=$(CDPATH= cd -P -- "${self%/*}" && pwd -P) || exit 1' \
+        "exec \"\$bin/python$version\" -I -c 'import sys; sys.argv[0] = sys.argv.pop(1)" \
+        "from $2 import $3; $3()' \"\$self\" \"\$@\""
 }
 
 # pip's console scripts (and any other script a dependency ships) name the

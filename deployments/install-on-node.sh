@@ -28,7 +28,8 @@
 #
 # What lands on the node:
 #   NODE_ROOT:
-#   /opt/intel/fpga-crihook.d/<release>/        the payload (interpreter + package)
+#   /opt/intel/fpga-crihook.d/<release>/        the payload (interpreter + package),
+#                                               and the release before it (below)
 #   /opt/intel/fpga-crihook -> fpga-crihook.d/<release>
 #   hooks.d:   <dir>/intel-fpga-crihook.json, <dir> the first directory of
 #              CRI-O's hooks_dir that can be written (/etc/crio/crio.conf, then
@@ -43,7 +44,7 @@
 #              (replacing whatever was there, e.g. Intel's own hook: do not also
 #              deploy Intel's FPGA init container, which would put its own back)
 #   FPGA_SW_DIR (/opt/intel/fpga-sw):
-#   fpga-crihook.d/<release>/                   the payload
+#   fpga-crihook.d/<release>/                   the payload, and the release before it
 #   fpga-crihook -> fpga-crihook.d/<release>
 #   intel-fpga-crihook   a short sh script running fpga-crihook/bin/intel-fpga-crihook
 #              beside it. A file, not a symlink: Intel's init container copies
@@ -61,13 +62,19 @@
 # one, never a half-copied payload. A directory cannot be renamed over a
 # non-empty one, so the payload is copied into a new release directory and the
 # symlink that the hooks.d file's path and the drop-in go through is replaced
-# with rename(2). The hooks.d file and the drop-in file are written under
-# temporary names that the runtimes ignore and renamed into place after the
-# payload, so they never name a program that is not there. Running it again
-# installs the payload afresh, removes the releases before it and leaves the
-# same state. Nothing is written outside the directories named above (the
-# image's root file system is read-only). Beyond POSIX it needs mv -T and
-# mktemp, which GNU coreutils and BusyBox both have.
+# with rename(2). A hook runs entirely from the release it started in (its
+# launcher runs Python from the release's own directory, not through the link),
+# never a mix of two. So the release the link named before the swap stays, for
+# hooks that started on it and are still running (each within its deadline);
+# the next install removes it, with any older one. The hooks.d file and the
+# drop-in file are written under temporary names that the runtimes ignore and
+# renamed into place after the payload, so they never name a program that is
+# not there. Running it again installs the payload afresh and leaves the same
+# state: the new release and the one before it. Uninstall removes every
+# release, a hook still running from one included. Nothing is written outside
+# the directories named above (the image's root file system is read-only).
+# Beyond POSIX it needs mv -T and mktemp, which GNU coreutils and BusyBox both
+# have.
 set -eu
 
 # Started with no env at all (as Intel's DaemonSet may), there is no PATH either.
@@ -105,6 +112,10 @@ target=
 crio_hooks_dirs=
 crio_hooks_source=
 hooks_dir=
+
+# Set by install_payload: the release it linked, and the one the link named before.
+release=
+previous=
 
 # Temporary paths, removed on exit if a step failed before renaming them.
 staging=
@@ -214,6 +225,15 @@ install_payload() {
     mv -T "$staging" "$releases/$release"
     staging=
 
+    # Only a link this installer made names a release to keep.
+    if [ -L "$current" ]; then
+        previous=$(readlink "$current")
+        case $previous in
+            "$NAME.d"/*) previous=${previous#"$NAME.d/"} ;;
+            *) previous= ;;
+        esac
+    fi
+
     # Fixed temporary names: a run killed before its cleanup leaves nothing
     # that blocks the next one.
     link_tmp=$install_dir/.$NAME.link
@@ -224,11 +244,18 @@ install_payload() {
     log "installed $PAYLOAD_DIR as $releases/$release, linked from $current"
 }
 
-# Everything in $releases but the release just linked: earlier installs and
-# staging copies that an interrupted run left behind.
+# Everything in $releases but the release just linked and the one linked
+# before it, which hooks that started before the swap still run from: earlier
+# installs, and staging copies that an interrupted run left behind.
 remove_old_releases() {
     for old in "$releases"/* "$releases"/.staging.*; do
-        if [ -e "$old" ] && [ "$old" != "$releases/$release" ]; then
+        case $old in
+            "$releases/$release") continue ;;
+            "$releases/$previous")
+                log "kept the previous release $old for hooks still running from it"
+                continue ;;
+        esac
+        if [ -e "$old" ]; then
             rm -rf "$old"
             log "removed old release $old"
         fi

@@ -55,6 +55,11 @@ def make_payload(directory: Path, release: str) -> Path:
     return directory
 
 
+def release_names(releases: Path) -> dict[str, str]:
+    """Release directory name -> the name its stand-in payload was made with."""
+    return {path.name: next((path / "lib").glob("*.txt")).stem for path in releases.iterdir()}
+
+
 def tree(directory: Path) -> dict[str, str]:
     """Relative path -> content (or symlink target) of everything under *directory*."""
     found = {}

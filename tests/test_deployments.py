@@ -7,19 +7,23 @@ and the Containerfile is read for the paths the other two rely on
 (test_intel_init_container.py runs a root file system laid out like the image).
 """
 
+import contextlib
 import copy
 import json
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import kubernetes_validate
 import pytest
 import yaml
+from conftest import AFU_2, REGION_A, Completed
 from deployment import (
     ABSOLUTE_LINK_TARGET,
     HOOK_JSON,
@@ -32,10 +36,12 @@ from deployment import (
     image_command,
     instructions,
     make_payload,
+    release_names,
     run_installer,
     tree,
 )
-from engine import unavailable
+from engine import request_env, shipped_port, unavailable
+from simnode import SimNode, state_json, write_bundle
 
 BASE = KUBERNETES / "base"
 
@@ -283,7 +289,7 @@ def test_second_run_with_the_same_payload_leaves_the_same_state(
     output = _install(node_root, payload, hook_json)
 
     assert tree(node_root / INSTALLED) == before == tree(payload)
-    assert len(list((node_root / RELEASES).iterdir())) == 1
+    assert len(list((node_root / RELEASES).iterdir())) == 2  # this one and the one before
     assert "is up to date" in output
     assert (node_root / INSTALLED_HOOK_FILE).read_bytes() == hook_json.read_bytes()
 
@@ -302,8 +308,39 @@ def test_new_payload_replaces_the_old_one(node_root: Path, tmp_path: Path) -> No
     assert _run_installed_hook(node_root) == "new"
     assert tree(node_root / INSTALLED) == tree(new_payload)
     assert not (node_root / INSTALLED / "lib" / "old.txt").exists()
-    assert len(list((node_root / RELEASES).iterdir())) == 1
     assert (node_root / INSTALLED_HOOK_FILE).read_bytes() == new_hook_json.read_bytes()
+
+
+def test_install_keeps_the_release_it_replaces_and_removes_older_ones(
+    node_root: Path, tmp_path: Path
+) -> None:
+    """A hook that started on the release an install replaces runs on from its files."""
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    linked = []
+    for name in ("first", "second"):
+        _install(node_root, make_payload(tmp_path / name, name), hook_json)
+        linked.append(node_root / INSTALLED.parent / os.readlink(node_root / INSTALLED))
+
+    output = _install(node_root, make_payload(tmp_path / "third", "third"), hook_json)
+
+    current = os.readlink(node_root / INSTALLED)
+    assert release_names(node_root / RELEASES) == {
+        linked[1].name: "second",
+        Path(current).name: "third",
+    }
+    assert f"removed old release {linked[0]}" in output
+    assert f"kept the previous release {linked[1]} for hooks still running from it" in output
+
+
+def test_uninstall_removes_every_release(node_root: Path, tmp_path: Path) -> None:
+    hook_json = _make_hook_json(tmp_path / "hook.json")
+    for name in ("first", "second", "third"):
+        _install(node_root, make_payload(tmp_path / name, name), hook_json)
+
+    result = _run_installer(node_root, tmp_path / "third", hook_json, "uninstall")
+
+    assert result.returncode == 0, result.stderr
+    assert list((node_root / INSTALLED.parent).iterdir()) == []
 
 
 def test_installer_replaces_a_directory_installed_by_hand(node_root: Path, tmp_path: Path) -> None:
@@ -778,6 +815,21 @@ def test_payload_runs_away_from_where_it_was_built_and_through_links(
     assert usage.startswith("Usage: intel-fpga-crihook createRuntime")
 
 
+def test_cdi_spec_from_the_payload_names_its_program_through_the_link_it_was_run_by(
+    built_payload: Path, shipped_node: SimNode, tmp_path: Path
+) -> None:
+    """The program runs from the release directory the link names, which a later install
+    removes: the spec must name it by the path that follows each new release."""
+    current = tmp_path / "fpga-crihook"
+    current.symlink_to(built_payload)
+    program = current / "bin" / "fpga-crihook"
+
+    spec = json.loads(_run_program(program, "cdi", "generate", env=shipped_node.quiet_env()))
+
+    [hook] = spec["containerEdits"]["hooks"]
+    assert hook["path"] == str(program)
+
+
 def test_payload_programs_ignore_python_variables_in_their_environment(
     built_payload: Path, tmp_path: Path
 ) -> None:
@@ -794,6 +846,123 @@ def test_payload_programs_ignore_python_variables_in_their_environment(
     )
 
     assert version.split()[-1] == "0.1.0"
+
+
+# --- a hook in flight while install-on-node.sh puts in a new release -----------
+
+
+class Layout(NamedTuple):
+    """An install of the payload, and the program the runtime then runs for the hook."""
+
+    env: dict[str, str]  # the installer's, beside PAYLOAD_DIR; "{node}": the node's root
+    program: Path  # under the node's root
+    args: tuple[str, ...]
+
+
+LAYOUTS = {
+    "hooks.d": Layout(
+        {"NODE_ROOT": "{node}", "HOOK_JSON": str(HOOK_JSON), "HOOK_MODE": "hooks.d"},
+        INSTALLED / "bin" / "fpga-crihook",
+        ("prestart",),
+    ),
+    "intel-cdi": Layout(
+        {"NODE_ROOT": "{node}", "HOOK_JSON": str(HOOK_JSON), "HOOK_MODE": "intel-cdi"},
+        DROP_IN,  # the symlink into the release
+        (),
+    ),
+    "fpga-sw": Layout({"FPGA_SW_DIR": "{node}/opt/intel/fpga-sw"}, DROP_IN, ()),  # a file
+}
+
+# What fpga_crihook.hook says when imported from the payload_failing_on_hook_import.
+FAILING_IMPORT = "fpga_crihook.hook of the second release imported"
+
+
+@pytest.fixture(scope="module")
+def payload_failing_on_hook_import(
+    built_payload: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The built payload, with fpga_crihook.hook (which the hook imports only once it has
+    read the state) failing on import: its source changed and compiled as the build does."""
+    payload = tmp_path_factory.mktemp("failing") / "payload"
+    shutil.copytree(built_payload, payload, symlinks=True, copy_function=os.link)
+    (module,) = payload.glob("**/fpga_crihook/hook.py")
+    source = module.read_text(encoding="utf-8")
+    module.unlink()  # a hard link to the built payload's file
+    module.write_text(f"{source}\nraise RuntimeError({FAILING_IMPORT!r})\n", encoding="utf-8")
+    (compiled,) = module.parent.glob("__pycache__/hook.*.pyc")
+    compiled.unlink()
+    compile_as_built = ["-I", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash"]
+    subprocess.run([payload / "bin" / "python3", *compile_as_built, module], check=True, timeout=60)
+    assert compiled.exists()
+    return payload
+
+
+def _wait_until_reading_stdin(hook: "subprocess.Popen[str]") -> None:
+    """Until *hook* waits in read(2) on its stdin, an empty pipe: past its start-up imports."""
+    proc = Path("/proc", str(hook.pid))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert hook.poll() is None, "the hook ended before it read its stdin"
+        with contextlib.suppress(OSError):  # ended since: the next poll says so
+            syscall = (proc / "syscall").read_text().split()  # number, then fd and the rest
+            if syscall[1:2] == ["0x0"] and "pipe" in (proc / "wchan").read_text():
+                return
+        time.sleep(0.01)
+    pytest.fail("the hook did not wait for its stdin within 30 s")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS.values(), ids=LAYOUTS.keys())
+def test_hook_started_before_an_install_runs_to_its_end_on_the_release_it_started_on(
+    layout: Layout,
+    built_payload: Path,
+    payload_failing_on_hook_import: Path,
+    shipped_node: SimNode,
+    tmp_path: Path,
+) -> None:
+    """The hook imports most of its code only once it has read the state: every module must
+    come from the release it started on, and still be there."""
+    node_root = tmp_path / "host"
+    node_root.mkdir()
+    env = {name: value.format(node=node_root) for name, value in layout.env.items()}
+    program = [str(node_root / layout.program), *layout.args]
+    port = shipped_port(shipped_node, "dfl-port.0")
+    bundle = write_bundle(
+        tmp_path / "bundle", env=request_env(REGION_A, AFU_2), devices=[port.device()]
+    )
+    first = run_installer({**env, "PAYLOAD_DIR": str(built_payload)})
+    assert first.returncode == 0, first.stderr
+
+    hook = subprocess.Popen(
+        program,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=shipped_node.quiet_env(),
+        text=True,
+    )
+    try:
+        _wait_until_reading_stdin(hook)
+        second = run_installer({**env, "PAYLOAD_DIR": str(payload_failing_on_hook_import)})
+        stdout, stderr = hook.communicate(state_json(bundle), timeout=60)
+    finally:
+        if hook.poll() is None:
+            hook.kill()
+            hook.wait()
+    started_after = subprocess.run(
+        program,
+        input=state_json(bundle),
+        env=shipped_node.quiet_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert second.returncode == 0, second.stderr
+    assert Completed(hook.returncode, stdout, stderr) == Completed(0, "", "")
+    assert port.afu_id() == AFU_2
+    assert started_after.returncode == 1
+    assert FAILING_IMPORT in started_after.stderr
 
 
 # --- Containerfile ------------------------------------------------------------

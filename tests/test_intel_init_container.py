@@ -40,6 +40,7 @@ from deployment import (
     final_stage,
     image_command,
     make_payload,
+    release_names,
     run_installer,
 )
 from engine import ENGINE_TIMEOUT, RUN_OPTIONS, Engine, available_engine, request_env, shipped_port
@@ -57,14 +58,25 @@ UNKNOWN_AFU = "0123456789abcdef0123456789abcdef"
 
 
 class ImageRun(NamedTuple):
-    """One run of the image: podman's result, and the node directory's entries after it."""
+    """One run of the image: podman's result, the node directory's entries after it and the
+    release its payload link names then ("" for none)."""
 
     result: Completed
     entries: dict[str, os.stat_result]
+    linked: str
 
 
 def _entries(directory: Path) -> dict[str, os.stat_result]:
     return {path.name: path.lstat() for path in directory.iterdir()}
+
+
+def _linked_release(fpga_sw: Path) -> str:
+    link = fpga_sw / PAYLOAD_LINK
+    if not link.is_symlink():
+        return ""
+    target = os.readlink(link)
+    assert target.startswith(f"{RELEASES}/")
+    return target.removeprefix(f"{RELEASES}/")
 
 
 def _listing(directory: Path) -> dict[str, str]:
@@ -216,18 +228,11 @@ def fpga_sw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def intel_runs(engine: Engine, image_rootfs: Path, fpga_sw: Path) -> list[ImageRun]:
     """The image run twice as Intel's DaemonSet runs its init container."""
-    before = _entries(fpga_sw)
-    runs = [ImageRun(Completed(0, "", ""), before)]
+    runs = [ImageRun(Completed(0, "", ""), _entries(fpga_sw), _linked_release(fpga_sw))]
     for _ in range(2):
         result = _run_image(engine, image_rootfs, {FPGA_SW: fpga_sw})
-        runs.append(ImageRun(result, _entries(fpga_sw)))
+        runs.append(ImageRun(result, _entries(fpga_sw), _linked_release(fpga_sw)))
     return runs
-
-
-def _release(entries: dict[str, os.stat_result], fpga_sw: Path) -> str:
-    assert stat.S_ISLNK(entries[PAYLOAD_LINK].st_mode)
-    (release,) = os.listdir(fpga_sw / RELEASES)
-    return release
 
 
 def test_image_with_only_fpga_sw_mounted_installs_the_hook_there_alone(
@@ -245,19 +250,22 @@ def test_image_with_only_fpga_sw_mounted_installs_the_hook_there_alone(
     assert stat.S_ISREG(drop_in.st_mode)
     assert (stat.S_IMODE(drop_in.st_mode), drop_in.st_uid) == (0o755, 0)
     assert drop_in.st_ino != before.entries[DROP_IN].st_ino  # renamed into place, not written over
-    release = fpga_sw / RELEASES / _release(intel_runs[2].entries, fpga_sw)
-    assert _listing(release) == _listing(built_payload)
+    assert stat.S_ISLNK(first.entries[PAYLOAD_LINK].st_mode)
+    assert _listing(fpga_sw / RELEASES / first.linked) == _listing(built_payload)
 
 
-def test_second_run_swaps_in_a_new_release_and_leaves_the_same_state(
+def test_second_run_swaps_in_a_new_release_and_keeps_the_one_before(
     intel_runs: list[ImageRun], fpga_sw: Path
 ) -> None:
     _, first, second = intel_runs
 
     assert second.result.returncode == 0, second.result.stderr
     assert set(second.entries) == set(first.entries)
-    assert os.readlink(fpga_sw / PAYLOAD_LINK) == f"{RELEASES}/{_release(second.entries, fpga_sw)}"
-    assert "removed old release" in second.result.stdout
+    assert second.linked not in ("", first.linked)
+    assert sorted(os.listdir(fpga_sw / RELEASES)) == sorted([first.linked, second.linked])
+    assert f"kept the previous release {FPGA_SW}/{RELEASES}/{first.linked}" in (
+        second.result.stdout
+    )
     assert second.entries[DROP_IN].st_ino == first.entries[DROP_IN].st_ino  # up to date
     assert second.entries[INTEL_TOOL] == first.entries[INTEL_TOOL]
 
@@ -480,7 +488,8 @@ def test_drop_in_runs_the_old_or_the_new_release_throughout_a_reinstall(tmp_path
 
     assert set(outcomes) <= {(0, f"drop-in {name}") for name in releases}
     assert (outcomes[0], outcomes[-1]) == ((0, "drop-in r0"), (0, "drop-in r3"))
-    assert os.listdir(fpga_sw / RELEASES) == [os.readlink(fpga_sw / PAYLOAD_LINK).split("/")[1]]
+    kept = release_names(fpga_sw / RELEASES)  # the last install's, and the one before it
+    assert (sorted(kept.values()), kept[_linked_release(fpga_sw)]) == (["r2", "r3"], "r3")
 
 
 def test_uninstall_from_fpga_sw_removes_only_what_it_installed(tmp_path: Path) -> None:

@@ -156,12 +156,17 @@ def installed_hook(explicit: Path | None) -> Path:
         if not _is_program(str(explicit)):
             raise HookError(f"--hook-path {explicit} is not an executable file")
         return Path(os.path.abspath(explicit))
-    beside = Path(sys.executable).parent / PROGRAM  # a venv's script, or the payload's launcher
-    for candidate in (str(beside), shutil.which(PROGRAM)):
+    # Beside the program run: a venv's script, or the payload's launcher by the path it was
+    # run through (its interpreter runs from the release directory behind the installer's
+    # link, which a later install removes). Else beside the interpreter (python -m).
+    beside = [Path(sys.executable).parent / PROGRAM]
+    if _is_program(sys.argv[0]):
+        beside.insert(0, Path(sys.argv[0]).parent / PROGRAM)
+    for candidate in (*map(str, beside), shutil.which(PROGRAM)):
         if candidate is not None and _is_program(candidate):
             return Path(os.path.abspath(candidate))
     raise HookError(
-        f"cannot find the installed {PROGRAM} (beside {sys.executable} or on PATH): "
+        f"cannot find the installed {PROGRAM} (beside {beside[0].parent} or on PATH): "
         "name it with --hook-path"
     )
 
