@@ -40,7 +40,7 @@ import structlog
 from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port
-from fpga_crihook.errors import ProgrammingError, SettingsError
+from fpga_crihook.errors import DeadlineError, DeviceError, ProgrammingError, SettingsError
 from fpga_crihook.locking import FmeLock
 from fpga_crihook.settings import Settings
 
@@ -106,7 +106,7 @@ class FpgaconfProgrammer:
         require_port_zero(port, self._busy)
         address = port.pci_address
         if address is None:
-            raise ProgrammingError(
+            raise DeviceError(
                 f"port {port.name}: no PCI device above {port.sysfs_dir}, so "
                 "fpgaconf cannot be told which card to program"
             )
@@ -134,7 +134,8 @@ class FpgaconfProgrammer:
             finally:
                 _kill_group(child)
             if not finished:
-                raise ProgrammingError(
+                kind = ProgrammingError if countdown.cut_by is None else DeadlineError
+                raise kind(
                     f"{what} did not finish within {countdown.span()}, so it was killed"
                     f"{_output_tail(output)}"
                 )
@@ -148,7 +149,7 @@ def require_port_zero(port: Port, busy: TimeLimit) -> None:
     """Refuse a port fpgaconf cannot program: it would reprogram port 0 of the FME instead."""
     port_id = port.read_port_id(busy)
     if port_id != 0:
-        raise ProgrammingError(
+        raise SettingsError(
             f"port {port.name} is port {port_id} of {port.fme.name}, and fpgaconf always "
             "programs port 0 of an FME: it would reprogram another port, which the container "
             f"may not own, instead of {port.name}. Use the ioctl programmer "

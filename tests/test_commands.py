@@ -20,6 +20,7 @@ from simnode import (
     write_gbs,
 )
 
+from fpga_crihook.errors import ExitStatus
 from fpga_crihook.ids import UNHEALTHY_ID
 
 BSP_AFU = "18b79ffa2ee54aa096ef4230dafacb5f"
@@ -29,8 +30,9 @@ def _cli(node: SimNode, *args: str) -> Completed:
     return run_cli(list(args), node.env())
 
 
-def _error(result: Completed) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
+def _error(result: Completed, status: int = 1) -> str:
+    """The error event's sentence; an operator command fails with 1, the hook with *status*."""
+    assert result.returncode == status, result.stdout + result.stderr
     return str(json.loads(result.stderr.splitlines()[-1])["error"])
 
 
@@ -231,7 +233,7 @@ def test_every_entry_point_refuses_a_gbs_without_opaes_magic_no(
     result = run_cli(arguments, node.env(), state_json(bundle))
 
     assert f"{gbs}: the GBS metadata's afu-image.magic-no is 12345, not the JSON integer" in (
-        _error(result)
+        _error(result, ExitStatus.BITSTREAM_REFUSED if command == "prestart" else 1)
     )
     assert card.ports[0].afu_id() == AFU_1
     assert not (tmp_path / "other-store").exists()
