@@ -620,12 +620,12 @@ def check(
     from fpga_crihook.commands import engines  # noqa: PLC0415
 
     settings: Settings = context.obj
-    findings = checks.config_findings(
-        nodeconfig.config_file(context), nodeconfig.settings_in_force(context)
-    )
+    in_force = nodeconfig.settings_in_force(context)
+    findings = checks.config_findings(nodeconfig.config_file(context), in_force)
     crio = engineconfig.read_crio(
         crio_config or engineconfig.CRIO_CONFIG, crio_config_dir or engineconfig.CRIO_CONFIG_DIR
     )
+    findings += engines.runtime_findings(crio, in_force)
     containerd = engineconfig.read_containerd(containerd_config or engineconfig.CONTAINERD_CONFIG)
     if files:
         findings += engines.engine_findings(crio, containerd, list(files))
