@@ -1,6 +1,7 @@
 """The console scripts run the CLI with Python's cyclic garbage collector off."""
 
 import gc
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,13 +19,16 @@ def test_console_scripts_run_the_cli_with_the_collector_off(
     monkeypatch: pytest.MonkeyPatch, entry: Callable[[], None], target: str
 ) -> None:
     seen: list[bool] = []
+    exits: list[int] = []
     monkeypatch.setattr(cli, target, lambda: seen.append(gc.isenabled()))
+    monkeypatch.setattr(os, "_exit", exits.append)  # the process ends there, not pytest
     try:
         entry()
     finally:
         gc.enable()
 
     assert seen == [False]
+    assert exits == [0]
 
 
 def test_importing_the_package_leaves_the_collector_alone() -> None:
