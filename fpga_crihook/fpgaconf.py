@@ -42,7 +42,7 @@ from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port
 from fpga_crihook.errors import DeadlineError, DeviceError, ProgrammingError, SettingsError
 from fpga_crihook.locking import FmeLock
-from fpga_crihook.settings import Settings
+from fpga_crihook.settings import DEFAULT_PATH, Settings
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _POLL_SECONDS = 0.01
@@ -113,10 +113,15 @@ class FpgaconfProgrammer:
         return PciAddress.parse(address)
 
     def _run(self, argv: list[str], what: str, lock: FmeLock) -> None:
-        with tempfile.TemporaryFile() as output:
+        # Its output goes to the lock directory (root's, not TMPDIR); fpgaconf gets PATH and
+        # nothing else of the environment: OPAE's library reads WITH_ASE, LIBOPAE_LOG and
+        # LIBOPAE_LOGFILE from it (libopae-c init.c), and under crun the hook's environment
+        # is the runtime's own.
+        with tempfile.TemporaryFile(dir=lock.path.parent) as output:
             try:
                 child = subprocess.Popen(
                     argv,
+                    env={"PATH": os.environ.get("PATH") or DEFAULT_PATH},
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,

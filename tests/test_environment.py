@@ -3,10 +3,11 @@ without env its own (CRI-O's). Only ``FPGA_CRIHOOK_*``, ``PATH`` and the config 
 change what the hook does.
 
 These tests run the development install's console scripts, which do not run Python
-isolated, for what the code itself pins: the exit status and the longest number JSON may
-hold.
+isolated, for what the code itself pins: the exit status, the longest number JSON may hold,
+and what ``fpgaconf`` is given.
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,53 @@ def test_pythonintmaxstrdigits_lets_no_longer_number_through(node: SimNode, tmp_
 
     assert result.returncode == ExitStatus.CONTAINER_INPUT
     assert "holds a number of more than 4300 digits" in result.stderr
+
+
+def _fpgaconf_recording_its_environment(directory: Path, afu_file: Path) -> Path:
+    """A stand-in fpgaconf: records its environment and where its output goes, programs."""
+    directory.mkdir()
+    program = directory / "fpgaconf"
+    program.write_text(
+        "#!/bin/sh\n"
+        f"/usr/bin/env > {directory / 'env'}\n"
+        "output=$(/bin/readlink /proc/$$/fd/1)\n"
+        f'echo "$output" > {directory / "output"}\n'
+        f"echo {AFU_2} > {afu_file}\n"
+    )
+    program.chmod(0o755)
+    return program
+
+
+def test_fpgaconf_gets_path_alone_and_writes_its_output_beside_the_locks(
+    node: SimNode, tmp_path: Path
+) -> None:
+    """OPAE's library reads WITH_ASE (another plugin), LIBOPAE_LOG and LIBOPAE_LOGFILE."""
+    state = _state(node, tmp_path, AFU_2)
+    [afu_file] = node.sysfs.glob("class/fpga_region/region0/dfl-port.0/afu_id")
+    stand_in = _fpgaconf_recording_its_environment(tmp_path / "bin", afu_file)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    runtime_environment = {
+        "WITH_ASE": "1",
+        "LIBOPAE_LOG": "1",
+        "LIBOPAE_LOGFILE": str(tmp_path / "opae.log"),
+        "TMPDIR": str(tmpdir),
+        "LANG": "C.UTF-8",
+        "PATH": "/usr/bin:/bin",
+    }
+
+    result = _hook(
+        node,
+        state,
+        FPGA_CRIHOOK_PROGRAMMER="fpgaconf",
+        FPGA_CRIHOOK_FPGACONF=str(stand_in),
+        **runtime_environment,
+    )
+
+    assert result.returncode == ExitStatus.SUCCESS, result.stderr
+    seen = dict(line.split("=", 1) for line in (tmp_path / "bin/env").read_text().splitlines())
+    assert seen.pop("PATH") == "/usr/bin:/bin"
+    assert set(seen) <= {"PWD", "SHLVL", "_"}  # what sh itself sets
+    output = (tmp_path / "bin/output").read_text()
+    assert output.startswith(str(node.root / "locks") + os.sep), output
+    assert list(tmpdir.iterdir()) == []
