@@ -128,6 +128,17 @@ done
 "$interp/bin/python$version" -m venv --without-pip "$prefix"
 "$python" -m pip --python "$prefix/bin/python" install --no-cache-dir "$project"
 
+# The console scripts run Python isolated (-I): a hook that crun runs with its
+# own environment must not take PYTHONPATH, PYTHONHOME, PYTHONINSPECT or any
+# other PYTHON* variable from it, nor a user site directory from HOME.
+for script in "$prefix/bin/fpga-crihook" "$prefix/bin/intel-fpga-crihook"; do
+    if [ "$(head -n 1 "$script")" != "#!$prefix/bin/python" ]; then
+        echo "$script does not start with #!$prefix/bin/python" >&2
+        exit 1
+    fi
+    sed -i "1s|\$| -I|" "$script"
+done
+
 # Compile now, in a mode that does not depend on file times surviving later
 # copies, so that a hook never writes .pyc files into its installation.
 "$prefix/bin/python" -m compileall -q -f -j 0 --invalidation-mode unchecked-hash \
@@ -135,7 +146,7 @@ done
 
 require_links_inside
 
-# A hook runs with only hooks.d's env (DESIGN.md section 2): no PATH, no PYTHON*.
+# runc runs a hook with only hooks.d's env: no PATH, no PYTHON*.
 env -i "$prefix/bin/fpga-crihook" --help >/dev/null
 env -i "$prefix/bin/intel-fpga-crihook" --help >/dev/null  # the drop-in for Intel's CDI spec
 echo "payload ready at $prefix"

@@ -20,7 +20,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from conftest import AFU_1, AFU_2, REGION_A
 from engine import unavailable
+from simnode import SimNode, add_card, state_json, write_bundle, write_gbs
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOYMENTS = REPO / "deployments"
@@ -769,10 +771,11 @@ def _payload_builder() -> None:
         )
 
 
-def test_payload_built_from_debians_python_holds_no_link_leading_out_of_it(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture(scope="module")
+def debian_payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A payload that build-payload.sh built from Debian's Python: its prefix."""
     _payload_builder()
+    tmp_path = tmp_path_factory.mktemp("payload")
     project = tmp_path / "project"  # a copy: the build writes build/ into its source
     project.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -794,6 +797,13 @@ def test_payload_built_from_debians_python_holds_no_link_leading_out_of_it(
     )
 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return prefix
+
+
+def test_payload_built_from_debians_python_holds_no_link_leading_out_of_it(
+    debian_payload: Path,
+) -> None:
+    prefix = debian_payload
     leaving = {
         str(link.relative_to(prefix)): os.path.realpath(link)
         for link in prefix.rglob("*")
@@ -813,6 +823,80 @@ def test_payload_built_from_debians_python_holds_no_link_leading_out_of_it(
         timeout=60,
     )
     assert (hook.returncode, hook.stdout.split()[-1]) == (0, "0.1.0"), hook.stderr
+
+
+def _hostile_environment(trap: Path) -> dict[str, str]:
+    """What crun may hand a hook that has no env of its own: its own (CRI-O's) environment,
+    here with every interpreter variable that would change what Python runs or prints."""
+    (trap / "sitecustomize.py").write_text(f"open({str(trap / 'ran')!r}, 'w').close()\n")
+    return {
+        "PYTHONPATH": str(trap),  # its sitecustomize would run first
+        "PYTHONHOME": str(trap),
+        "HOME": str(trap),
+        "PYTHONINSPECT": "1",
+        "PYTHONVERBOSE": "1",
+        "PYTHONPROFILEIMPORTTIME": "1",
+        "PYTHONWARNINGS": "error",
+        "PYTHONDEVMODE": "1",
+        "PYTHONOPTIMIZE": "2",
+        "PYTHONINTMAXSTRDIGITS": "0",
+        "PYTHONPYCACHEPREFIX": str(trap / "pycache"),
+        "PYTHONPLATLIBDIR": "nowhere",
+        "PYTHONMALLOC": "debug",
+        "LANG": "C.UTF-8",
+        "TERM": "xterm-256color",
+        "COLUMNS": "20",
+        "NO_COLOR": "1",
+        "TMPDIR": str(trap),
+    }
+
+
+def _payload_runs(hook: Path, node_root: Path, extra: dict[str, str]) -> list[tuple[int, str]]:
+    """Exit status and stderr of the payload's hook for a container it programs, one whose
+    bitstream is missing and a state holding a 5000-digit number, each on a fresh node."""
+    node = SimNode(node_root)
+    node_root.mkdir()
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    write_gbs(node, REGION_A, AFU_2)
+    states = []
+    for afu in (AFU_2, "0123456789abcdef0123456789abcdef"):
+        bundle = write_bundle(
+            node_root / f"bundle-{afu}",
+            env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={afu}"],
+            devices=[card.ports[0].device()],
+        )
+        states.append(state_json(bundle))
+    states.append(states[0].replace('"pid": 4242', '"pid": ' + "9" * 5000))
+    runs = []
+    for state in states:
+        done = subprocess.run(
+            [hook, "prestart"],
+            input=state,
+            env={**node.quiet_env(), **extra},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        runs.append((done.returncode, done.stderr.replace(str(node_root), "NODE")))
+    return runs
+
+
+def test_payload_hook_does_the_same_under_crio_s_environment_as_under_none(
+    debian_payload: Path, tmp_path: Path
+) -> None:
+    """runc gives a hook only its hooks.d env, crun its own: the payload runs Python isolated."""
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    hook = debian_payload / "bin" / "fpga-crihook"
+
+    under_runc = _payload_runs(hook, tmp_path / "runc", {})
+    under_crun = _payload_runs(hook, tmp_path / "crun", _hostile_environment(trap))
+
+    assert under_crun == under_runc
+    assert [status for status, _ in under_runc] == [0, 66, 65]
+    assert sorted(path.name for path in trap.iterdir()) == ["sitecustomize.py"]  # none ran
+    assert hook.read_text().splitlines()[0] == f"#!{debian_payload}/bin/python -I"
 
 
 # --- Containerfile ------------------------------------------------------------

@@ -1,10 +1,11 @@
 """The hook under its runtime's environment: runc gives a hook only its hooks.d env, crun one
-without env its own (CRI-O's). Only ``FPGA_CRIHOOK_*``, ``PATH`` and the config file may
-change what the hook does.
+without env its own. Only ``FPGA_CRIHOOK_*``, ``PATH`` and the config file may change what
+the hook does.
 
-These tests run the development install's console scripts, which do not run Python
-isolated, for what the code itself pins: the exit status, the longest number JSON may hold,
-and what ``fpgaconf`` is given.
+The payload runs Python isolated (``tests/test_deployments.py`` runs it with the
+interpreter's variables set); these tests run the development install's console scripts,
+which do not, for what the code itself pins: the exit status, the longest number JSON may
+hold, and what ``fpgaconf`` is given.
 """
 
 import os
