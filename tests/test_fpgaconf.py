@@ -488,9 +488,9 @@ data = open(sys.argv[-1], "rb").read()
 (length,) = struct.unpack_from("<I", data, 16)
 image = json.loads(data[20 : 20 + length])["afu-image"]
 afu = image["accelerator-clusters"][0]["accelerator-type-uuid"].replace("-", "")
-with open({log!r}, "a") as log:
+{grandchild}with open({log!r}, "a") as log:
     log.write(f"started {{afu}}\\n")
-{grandchild}time.sleep(DELAYS.get(afu, 0))
+time.sleep(DELAYS.get(afu, 0))
 with open({afu_file!r} + ".new", "w") as new:
     new.write(afu + "\\n")
 os.replace({afu_file!r} + ".new", {afu_file!r})
@@ -498,7 +498,8 @@ with open({log!r}, "a") as log:
     log.write(f"programmed {{afu}}\\n")
 """
 
-# Started by the stand-in: out of its process group, holding whatever the stand-in inherited.
+# Started by the stand-in before it says "started" (a hook killed at once must find it there):
+# out of its process group, holding whatever the stand-in inherited.
 _GRANDCHILD = """if os.fork() == 0:
     os.setsid()
     time.sleep({seconds})
