@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AFU_1, AFU_2, REGION_A, Completed, run_cli
-from simnode import SimNode, add_card, state_json, write_bundle, write_gbs
+from simnode import SimNode, one_port_container, write_gbs
 
 from fpga_crihook.errors import ExitStatus
 
@@ -21,14 +21,8 @@ UNKNOWN_AFU = "0123456789abcdef0123456789abcdef"
 
 
 def _state(node: SimNode, tmp_path: Path, afu: str) -> str:
-    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
     write_gbs(node, REGION_A, AFU_2)
-    bundle = write_bundle(
-        tmp_path / "bundle",
-        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={afu}"],
-        devices=[card.ports[0].device()],
-    )
-    return state_json(bundle)
+    return one_port_container(node, tmp_path / "bundle", REGION_A, AFU_1, afu)[1]
 
 
 def _hook(node: SimNode, state: str, **extra: str) -> Completed:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AFU_1, AFU_2, DROP_IN, REGION_A, REPO, run_cli, run_prestart_with_a_bug
-from simnode import GBS_MAGIC, SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
+from simnode import GBS_MAGIC, SimNode, one_port_container, write_gbs
 
 from fpga_crihook.errors import ExitStatus, HookError
 
@@ -25,21 +25,14 @@ UNKNOWN_AFU = "0123456789abcdef0123456789abcdef"
 DOCS = REPO / "docs" / "exit-status.md"
 
 
-def _card(node: SimNode) -> SimCard:
-    return add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
-
-
 def _asking(node: SimNode, tmp_path: Path, afu: str = AFU_2, *, annotated: bool = True) -> str:
     """A card whose port holds AFU_1, AFU_2 in the store; the state of a container asking
     for *afu* on that port."""
-    card = _card(node)
     write_gbs(node, REGION_A, AFU_2)
-    bundle = write_bundle(
-        tmp_path / "bundle",
-        env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={afu}"],
-        devices=[card.ports[0].device()],
+    _, state = one_port_container(
+        node, tmp_path / "bundle", REGION_A, AFU_1, afu, annotated=annotated
     )
-    return state_json(bundle, annotated=annotated)
+    return state
 
 
 @contextmanager
@@ -54,14 +47,13 @@ def _fme_locked_by_another_hook(node: SimNode) -> Iterator[None]:
 Run = tuple[int, str]  # exit status, stderr
 
 
-def _nothing_to_do(node: SimNode, tmp_path: Path) -> Run:
-    result = run_cli(["prestart"], node.quiet_env(), _asking(node, tmp_path, annotated=False))
-    return result.returncode, result.stderr
-
-
 def _run(node: SimNode, state: str, **settings: str) -> Run:
     result = run_cli(["prestart"], node.quiet_env(**settings), state)
     return result.returncode, result.stderr
+
+
+def _nothing_to_do(node: SimNode, tmp_path: Path) -> Run:
+    return _run(node, _asking(node, tmp_path, annotated=False))
 
 
 def _invalid_afu_id(node: SimNode, tmp_path: Path) -> Run:
@@ -123,7 +115,7 @@ CAUSES: dict[ExitStatus, tuple[Callable[[SimNode, Path], Run], str]] = {
     ExitStatus.DEVICE_BUSY: (_fme_in_use, "FME dfl-fme.0 stayed locked by another hook for 0.2 s"),
     ExitStatus.SETTINGS: (_unknown_programmer, "Invalid value for '--programmer'"),
     ExitStatus.BITSTREAM_REFUSED: (_not_a_gbs, "is not a GBS file: wrong magic bytes"),
-    ExitStatus.DEADLINE: (_deadline_during_the_wait, "of the hook's 0.5 s deadline"),
+    ExitStatus.DEADLINE: (_deadline_during_the_wait, "the hook's 0.5 s deadline"),
 }
 HOOK_STATUSES = [status for status in ExitStatus if status is not ExitStatus.NOT_CLASSIFIED]
 
@@ -189,7 +181,7 @@ def test_prestart_help_shows_the_table() -> None:
         (["--programmer", "magic", "prestart"], ExitStatus.SETTINGS),
         (["--programmer", "magic", "createRuntime", "--cdi"], ExitStatus.SETTINGS),
         (["prestart", "--no-such-option"], ExitStatus.SETTINGS),
-        (["--programmer", "magic", "devices"], ExitStatus.NOT_CLASSIFIED),
+        (["--programmer", "magic", "devices"], 1),
         # An option's value that reads like the hook is no hook run.
         (["--fpgaconf", "prestart", "--programmer", "magic", "devices"], 1),
     ],
