@@ -124,7 +124,8 @@ launcher() {
         '#!/bin/sh' \
         "# $1: $2:$3 run by the Python beside this file, wherever the payload is." \
         '# -I: no PYTHON* variable, user site directory or working directory changes' \
-        '# what it imports.' \
+        '# what it imports; CPython reads these two even then, to find its own files.' \
+        'unset PYTHONEXECUTABLE __PYVENV_LAUNCHER__' \
         'case $0 in */*) self=$0 ;; *) self=./$0 ;; esac' \
         'while [ -L "$self" ]; do  # run through a link: find this file' \
         '    link=$(readlink "$self")' \

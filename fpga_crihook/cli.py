@@ -3,7 +3,8 @@
 Settings are options of the command group, each also read from an
 ``FPGA_CRIHOOK_*`` environment variable (hooks.d ``env`` is how operators
 set them) and from the node config file (:mod:`fpga_crihook.nodeconfig`).
-Every failure is one error line and exit status 1.
+Every failure is one error line and a failure status: for the hook, its
+class's :class:`~fpga_crihook.errors.ExitStatus`; for the operator commands, 1.
 """
 
 import dataclasses
@@ -21,7 +22,7 @@ from click.core import ParameterSource
 
 from fpga_crihook import logs, nodeconfig
 from fpga_crihook.deadline import DEFAULT_DEADLINE, Deadline
-from fpga_crihook.errors import BitstreamError, HookError, InputError, SettingsError
+from fpga_crihook.errors import BitstreamError, ExitStatus, HookError, SettingsError
 from fpga_crihook.settings import (
     PathSetting,
     ProgrammerKind,
@@ -37,28 +38,44 @@ if TYPE_CHECKING:
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-EXIT_FAILURE = 1
+EXIT_FAILURE = 1  # the operator commands' failure status
 HOOK_COMMANDS = ("prestart", "createRuntime")  # what runtimes run, in the bundle directory
 
 
 def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Turn the project's errors into the failure event, the operator's line and exit status 1."""
+    """Turn any exception into the failure event, the operator's line and the failure status."""
 
     @functools.wraps(command)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         name = click.get_current_context().command.name
         try:
             return command(*args, **kwargs)
-        except HookError as error:
-            sentence = str(error)
         except Exception as error:  # noqa: BLE001 (the last line of defence: no traceback)
-            # The same event as for any failure: operators watch for "prestart failed".
-            sentence = f"internal error: {type(error).__name__}: {error}"
-        structlog.get_logger().error(f"{name} failed", error=sentence)
-        logs.report_failure(sentence)
-        raise SystemExit(EXIT_FAILURE)
+            failure = error
+        # The same event for any failure, a bug too: operators watch for "prestart failed".
+        structlog.get_logger().error(f"{name} failed", error=_sentence(failure))
+        logs.report_failure(_sentence(failure))
+        raise SystemExit(_failure_status(failure, name in HOOK_COMMANDS))
 
     return wrapper
+
+
+def _sentence(error: Exception) -> str:
+    if isinstance(error, HookError):
+        return str(error)
+    return f"internal error: {type(error).__name__}: {error}"
+
+
+def _failure_status(error: Exception, hook: bool) -> int:
+    """The exit status for *error*: under crun it is all a pod's event says of a failed hook,
+    so the hook's names the class of failure; the operator commands' is 1."""
+    if not hook:
+        return EXIT_FAILURE
+    if isinstance(error, HookError):
+        return error.exit_status
+    if isinstance(error, click.ClickException):  # an option or a variable the hook was given
+        return ExitStatus.SETTINGS
+    return ExitStatus.INTERNAL
 
 
 def _read_config_file(context: click.Context, parameter: click.Parameter, path: Path) -> None:
@@ -356,7 +373,12 @@ def _annotations(
     return annotations
 
 
-@cli.command("prestart")
+def _exit_status_table() -> str:
+    lines = (f"  {status.value:>3}  {status.meaning}" for status in ExitStatus)
+    return "\b\nExit status:\n" + "\n".join(lines)
+
+
+@cli.command("prestart", epilog=_exit_status_table())
 @click.option(
     "--cdi",
     "trigger",
@@ -400,9 +422,10 @@ def prestart(
     """Run as the OCI prestart hook: read the container state on stdin.
 
     Exit 0 when every requested accelerator is in place (or the container is
-    not an FPGA region container); exit 1 otherwise, and the container does
-    not start. With --config, run the hook by hand on a sample config.json
-    (the container's id is "manual", its bundle the file's directory).
+    not an FPGA region container); otherwise the container does not start,
+    and the exit status says why (below; under crun it is all the pod's event
+    says). With --config, run the hook by hand on a sample config.json (the
+    container's id is "manual", its bundle the file's directory).
 
     \b
     Example (what CRI-O does, then a run by hand):
@@ -439,7 +462,7 @@ def _container_state(config_file: Path | None, annotations: dict[str, str] | Non
     if config_file is not None:
         return oci.manual_state(config_file, annotations)
     if annotations is not None:
-        raise InputError("--annotation only applies to a run by hand with --config FILE")
+        raise SettingsError("--annotation only applies to a run by hand with --config FILE")
     return oci.read_state(sys.stdin.buffer)
 
 
@@ -654,12 +677,12 @@ def check(
     from fpga_crihook.commands import engines  # noqa: PLC0415
 
     settings: Settings = context.obj
-    findings = checks.config_findings(
-        nodeconfig.config_file(context), nodeconfig.settings_in_force(context)
-    )
+    in_force = nodeconfig.settings_in_force(context)
+    findings = checks.config_findings(nodeconfig.config_file(context), in_force)
     crio = engineconfig.read_crio(
         crio_config or engineconfig.CRIO_CONFIG, crio_config_dir or engineconfig.CRIO_CONFIG_DIR
     )
+    findings += engines.runtime_findings(crio, in_force)
     containerd = engineconfig.read_containerd(containerd_config or engineconfig.CONTAINERD_CONFIG)
     if files:
         findings += engines.engine_findings(crio, containerd, list(files))
@@ -751,7 +774,7 @@ def _echo(output: str | dict[str, Any]) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: one line per error, exit status 1, never a traceback."""
+    """Console-script entry point: one line per error, a failure status, never a traceback."""
     _main(None, "fpga-crihook")
 
 
@@ -769,13 +792,26 @@ def intel_drop_in() -> None:
 def _main(args: list[str] | None, prog_name: str) -> None:
     logs.keep_standard_descriptors_open()
     ensure_path_variable(os.environ)
+    arguments = sys.argv[1:] if args is None else args
     try:
-        status: Any = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+        status: Any = cli.main(args=arguments, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as done:
         status = done.exit_code
     except click.ClickException as error:
+        # Before any command ran: a bad option, variable or config file.
         logs.say(f"{logs.IDENTIFIER}: {error.format_message()}")
-        status = EXIT_FAILURE
+        status = _failure_status(error, _invoked_command(arguments) in HOOK_COMMANDS)
     except click.Abort:
         status = EXIT_FAILURE
+    except Exception as error:  # noqa: BLE001 (a bug before any command ran: no traceback)
+        logs.say(f"{logs.IDENTIFIER}: {_sentence(error)}")
+        status = _failure_status(error, _invoked_command(arguments) in HOOK_COMMANDS)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _invoked_command(arguments: list[str]) -> str | None:
+    """The command *arguments* name after the group's options (None: none), as click reads
+    them, running no option's callback and raising for nothing."""
+    context = click.Context(cli, ignore_unknown_options=True, resilient_parsing=True)
+    _, rest, _ = cli.make_parser(context).parse_args(list(arguments))
+    return next((word for word in rest if not word.startswith("-")), None)

@@ -10,7 +10,7 @@ what is left of one deadline for the whole run, set below the shipped
 import time
 from typing import NamedTuple
 
-from fpga_crihook.errors import DeadlineError
+from fpga_crihook.errors import BusyPastDeadlineError, DeadlineError, DeviceBusyError
 
 DEADLINE_VARIABLE = "FPGA_CRIHOOK_DEADLINE"
 DEFAULT_DEADLINE = 80.0  # seconds: below the shipped hooks.d timeout of 90
@@ -69,6 +69,12 @@ class Countdown(NamedTuple):
     def over(self) -> bool:
         """True once the wait must end."""
         return time.monotonic() >= self.ends_at
+
+    def still_busy(self, sentence: str) -> DeviceBusyError:
+        """The error for a device still busy or in use when this wait ended: one of the
+        deadline's when the run's deadline, not the wait's own limit, ended it."""
+        kind = DeviceBusyError if self.cut_by is None else BusyPastDeadlineError
+        return kind(sentence)
 
     def span(self) -> str:
         """How long the wait lasted, for an error sentence ("for 3 s", "within 3 s")."""

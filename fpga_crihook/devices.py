@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from fpga_crihook.deadline import TimeLimit
-from fpga_crihook.errors import DeviceError
+from fpga_crihook.errors import DeviceError, InputError
 from fpga_crihook.oci import Device
 from fpga_crihook.settings import Settings
 from fpga_crihook.sysfs import is_within, read_attribute, read_id, read_int
@@ -151,11 +151,13 @@ def find_port_by_name(name: str, settings: Settings) -> Path | None:
 
 
 def _port_for_device(device: Device, settings: Settings) -> Port | None:
-    """The FPGA port *device* is, ``None`` for any other device; an error when in doubt."""
+    """The FPGA port *device* is, ``None`` for any other device; an error when in doubt:
+    the container's entry itself (:class:`InputError`), or what the host has at its
+    numbers (:class:`DeviceError`)."""
     named_like_a_port = Driver.for_port_name(os.path.basename(device.path)) is not None
     if device.type != "c":
         if named_like_a_port:
-            raise DeviceError(
+            raise InputError(
                 f"the container's {device.path} is a linux.devices entry of type "
                 f"{device.type or 'none'!r}, not a character device (c): it is no FPGA "
                 "port, and the hook does not program a port found by its name alone"
@@ -163,7 +165,7 @@ def _port_for_device(device: Device, settings: Settings) -> Port | None:
         return None
     if device.major is None or device.minor is None:
         if named_like_a_port:
-            raise DeviceError(
+            raise InputError(
                 f"the container's {device.path} has no major and minor numbers in "
                 "linux.devices: an FPGA port is known by its numbers, and the hook does "
                 "not program a port found by its name alone"

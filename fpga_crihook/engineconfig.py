@@ -12,7 +12,11 @@ wins and a list is replaced whole. A file CRI-O cannot decode stops CRI-O.
 ``[crio.runtime]`` holds ``hooks_dir`` (default: only
 ``/usr/share/containers/oci/hooks.d``), ``cdi_spec_dirs`` (default:
 ``/etc/cdi``, ``/var/run/cdi``; CRI-O always reads CDI specs) and
-``default_runtime`` (CRI-O 1.26: ``runc``; later releases: ``crun``).
+``default_runtime``, the runtime handler it runs containers with (when no
+file sets it, CRI-O's own default: ``runc`` up to 1.30, ``crun`` from 1.31).
+A handler's table ``[crio.runtime.runtimes.NAME]`` names its program
+(``runtime_path``; else NAME on PATH) and its ``allowed_annotations``; a
+later file's table for a handler replaces the earlier one whole.
 
 containerd: ``/etc/containerd/config.toml`` and the files its ``imports``
 name (a pattern with ``*`` is a glob, a relative path is relative to the
@@ -40,7 +44,6 @@ from fpga_crihook import jsondocs
 CRIO_CONFIG = Path("/etc/crio/crio.conf")
 CRIO_CONFIG_DIR = Path("/etc/crio/crio.conf.d")
 CRIO_DEFAULT_HOOKS_DIRS = (Path("/usr/share/containers/oci/hooks.d"),)
-CRIO_DEFAULT_RUNTIME = "runc"  # CRI-O 1.26; upstream's default is crun since 1.31
 CONTAINERD_CONFIG = Path("/etc/containerd/config.toml")
 DEFAULT_CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
 # The CRI plugin's table, by config version, and the names it may be disabled by.
@@ -73,13 +76,28 @@ class Listed(NamedTuple):
     source: Path | None
 
 
+class CrioRuntime(NamedTuple):
+    """The runtime handler CRI-O runs containers with, as its config names it."""
+
+    name: str | None  # default_runtime; None: not set, so the CRI-O release decides
+    source: Path | None  # the file that set default_runtime
+    runtime_path: str | None  # its table's runtime_path; None: the handler's name on PATH
+    allowed_annotations: tuple[str, ...]  # its table's allowed_annotations
+
+    @property
+    def program(self) -> str | None:
+        """The runtime's program name (``crun``, ``runc``); None when the release decides."""
+        path = self.runtime_path or self.name
+        return None if path is None else os.path.basename(path)
+
+
 class CrioConfig(NamedTuple):
     """What CRI-O reads of its config: the files, in its order, and the settings they give."""
 
     files: tuple[Path, ...]
     hooks_dir: Listed
     cdi_spec_dirs: Listed
-    default_runtime: str
+    runtime: CrioRuntime
     problems: tuple[Problem, ...]
 
 
@@ -105,19 +123,40 @@ def read_crio(config: Path = CRIO_CONFIG, config_dir: Path = CRIO_CONFIG_DIR) ->
         problems.append(Problem(config_dir, f"holds more than {MAX_CONFIG_FILES} files"))
         files = files[:MAX_CONFIG_FILES]
     settings: dict[str, tuple[Any, Path]] = {}
+    handlers: dict[str, Any] = {}
     for path in files:
         document = _load(path, problems)
         runtime = _table(_table(document, "crio", path, problems), "runtime", path, problems)
         for key in ("hooks_dir", "cdi_spec_dirs", "default_runtime"):
             if key in runtime:
                 settings[key] = (runtime[key], path)
-    default_runtime, _ = settings.get("default_runtime", (CRIO_DEFAULT_RUNTIME, None))
+        handlers.update(_table(runtime, "runtimes", path, problems))
     return CrioConfig(
         files=tuple(files),
         hooks_dir=_directories(settings.get("hooks_dir"), CRIO_DEFAULT_HOOKS_DIRS, problems),
         cdi_spec_dirs=_directories(settings.get("cdi_spec_dirs"), DEFAULT_CDI_SPEC_DIRS, problems),
-        default_runtime=default_runtime if isinstance(default_runtime, str) else "",
+        runtime=_runtime(settings.get("default_runtime"), handlers, problems),
         problems=tuple(problems),
+    )
+
+
+def _runtime(
+    setting: tuple[Any, Path] | None, handlers: dict[str, Any], problems: list[Problem]
+) -> CrioRuntime:
+    if setting is None:
+        return CrioRuntime(None, None, None, ())
+    name, source = setting
+    if not isinstance(name, str) or not name:
+        problems.append(Problem(source, f"sets default_runtime to {name!r}, not a handler's name"))
+        return CrioRuntime(None, None, None, ())
+    handler = handlers.get(name)
+    table = handler if isinstance(handler, dict) else {}
+    runtime_path = table.get("runtime_path")
+    return CrioRuntime(
+        name,
+        source,
+        runtime_path if isinstance(runtime_path, str) and runtime_path else None,
+        tuple(_strings(table.get("allowed_annotations"))),
     )
 
 

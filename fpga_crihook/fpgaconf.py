@@ -40,9 +40,9 @@ import structlog
 from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port
-from fpga_crihook.errors import ProgrammingError, SettingsError
+from fpga_crihook.errors import DeadlineError, DeviceError, ProgrammingError, SettingsError
 from fpga_crihook.locking import FmeLock
-from fpga_crihook.settings import Settings
+from fpga_crihook.settings import DEFAULT_PATH, Settings
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _POLL_SECONDS = 0.01
@@ -106,17 +106,22 @@ class FpgaconfProgrammer:
         require_port_zero(port, self._busy)
         address = port.pci_address
         if address is None:
-            raise ProgrammingError(
+            raise DeviceError(
                 f"port {port.name}: no PCI device above {port.sysfs_dir}, so "
                 "fpgaconf cannot be told which card to program"
             )
         return PciAddress.parse(address)
 
     def _run(self, argv: list[str], what: str, lock: FmeLock) -> None:
-        with tempfile.TemporaryFile() as output:
+        # Its output goes to the lock directory (root's, not TMPDIR); fpgaconf gets PATH and
+        # nothing else of the environment: OPAE's library reads WITH_ASE, LIBOPAE_LOG and
+        # LIBOPAE_LOGFILE from it (libopae-c init.c), and under crun the hook's environment
+        # is the runtime's own.
+        with tempfile.TemporaryFile(dir=lock.path.parent) as output:
             try:
                 child = subprocess.Popen(
                     argv,
+                    env={"PATH": os.environ.get("PATH") or DEFAULT_PATH},
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
@@ -134,7 +139,8 @@ class FpgaconfProgrammer:
             finally:
                 _kill_group(child)
             if not finished:
-                raise ProgrammingError(
+                kind = ProgrammingError if countdown.cut_by is None else DeadlineError
+                raise kind(
                     f"{what} did not finish within {countdown.span()}, so it was killed"
                     f"{_output_tail(output)}"
                 )
@@ -148,7 +154,7 @@ def require_port_zero(port: Port, busy: TimeLimit) -> None:
     """Refuse a port fpgaconf cannot program: it would reprogram port 0 of the FME instead."""
     port_id = port.read_port_id(busy)
     if port_id != 0:
-        raise ProgrammingError(
+        raise SettingsError(
             f"port {port.name} is port {port_id} of {port.fme.name}, and fpgaconf always "
             "programs port 0 of an FME: it would reprogram another port, which the container "
             f"may not own, instead of {port.name}. Use the ioctl programmer "

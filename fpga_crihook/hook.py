@@ -4,7 +4,7 @@ state -> config -> requests -> ports -> plan -> (per port, under the FME lock)
 check -> program -> verify.
 
 Every step raises a :class:`~fpga_crihook.errors.HookError` subclass when it
-cannot go on; the CLI turns that into the error event and exit status 1.
+cannot go on; the CLI turns that into the error event and the class's exit status.
 """
 
 from __future__ import annotations  # the bitstream types below are for the type checker only
@@ -20,7 +20,13 @@ import structlog
 from fpga_crihook import logs
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port, resolve_ports
-from fpga_crihook.errors import BitstreamError, DeviceError, HookError, InputError, ProgrammingError
+from fpga_crihook.errors import (
+    BitstreamError,
+    HookError,
+    InputError,
+    NoBitstreamError,
+    ProgrammingError,
+)
 from fpga_crihook.locking import FmeLock, fme_lock
 from fpga_crihook.oci import RuntimeConfig, State, Trigger, read_config
 from fpga_crihook.plan import Assignment, assign, require_healthy_afu, survey
@@ -125,7 +131,7 @@ def run_prestart(
         raise InputError(f"the container {why} but no {REGION_PREFIX}N / {AFU_PREFIX}N variables")
     ports = progress.ports = resolve_ports(config.devices, settings)
     if not ports:
-        raise DeviceError(f"the container {why} but none of its linux.devices is an FPGA port")
+        raise InputError(f"the container {why} but none of its linux.devices is an FPGA port")
     log.info(
         "hook started",
         requests=[_describe(request) for request in requests],
@@ -184,7 +190,7 @@ def ensure_port(
             log.info("port already holds the AFU: skipped")
             return PortResult(assignment, Outcome.SKIPPED)
         if entry is None:
-            raise BitstreamError(
+            raise NoBitstreamError(
                 missing_message(settings.bitstreams, request.interface_id, request.afu_id)
             )
         store = settings.bitstreams if bitstream_file is None else None

@@ -32,7 +32,7 @@ import structlog
 from fpga_crihook import trust
 from fpga_crihook.deadline import Countdown, TimeLimit
 from fpga_crihook.devices import Fme
-from fpga_crihook.errors import LockError
+from fpga_crihook.errors import DeviceError, LockError
 
 _POLL_SECONDS = 0.02
 
@@ -140,14 +140,14 @@ def _acquire_guard(fme: Fme, path: Path, countdown: Countdown) -> int:
     try:
         fd = os.open(fme.sysfs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as error:
-        raise LockError(
+        raise DeviceError(
             f"cannot open FME {fme.name}'s sysfs directory {fme.sysfs_dir} to lock it: "
             f"{error.strerror}"
         ) from None
     try:
         while not _try_lock(fd, fme.sysfs_dir):
             if countdown.over():
-                raise LockError(
+                raise countdown.still_busy(
                     f"FME {fme.name} stayed locked by another hook for {countdown.span()}: "
                     f"that hook holds {fme.sysfs_dir} locked, while its lock file {path} "
                     "was removed or replaced under it (do not clean the lock directory "
@@ -182,7 +182,7 @@ def _announce_wait(fme: Fme, path: Path) -> float:
 def _wait_for_lock(fd: int, fme: Fme, path: Path, countdown: Countdown) -> None:
     while not _try_lock(fd, path):
         if countdown.over():
-            raise LockError(
+            raise countdown.still_busy(
                 f"FME {fme.name} stayed locked by another hook for {countdown.span()}; "
                 f"its lock file is {path}"
             )

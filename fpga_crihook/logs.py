@@ -321,15 +321,22 @@ def _renderer(log_format: LogFormat) -> Any:
 
 
 def _journal(syslog: str) -> _Journal | None:
+    address = syslog_address(syslog)
+    return None if address is None else _Journal(address)
+
+
+def syslog_address(syslog: str) -> str | None:
+    """The socket a ``--syslog`` value sends events to: None for ``off``, and for ``auto``
+    where there is no ``/dev/log`` socket."""
     if syslog == SYSLOG_OFF:
         return None
     if syslog != SYSLOG_AUTO:
-        return _Journal(syslog)
+        return syslog
     try:
         is_socket = stat.S_ISSOCK(os.stat(DEV_LOG).st_mode)
     except OSError:
         return None
-    return _Journal(DEV_LOG) if is_socket else None
+    return DEV_LOG if is_socket else None
 
 
 def report_failure(sentence: str) -> None:

@@ -31,7 +31,7 @@ import structlog
 
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Driver, Fme, Port
-from fpga_crihook.errors import DeviceError, ProgrammingError, SettingsError
+from fpga_crihook.errors import BitstreamError, DeviceError, ProgrammingError, SettingsError
 from fpga_crihook.locking import FmeLock
 from fpga_crihook.settings import ProgrammerKind, Settings
 from fpga_crihook.sysfs import read_attribute, retry_while_busy
@@ -272,7 +272,7 @@ def _prepare(port: Port, bitstream: BitstreamFacts, kind: ProgrammerKind, busy: 
     """The checks before any device is opened; returns the port's id for the ioctl."""
     if bitstream.metadata.sets_user_clocks:
         high, low = bitstream.metadata.clocks
-        raise ProgrammingError(
+        raise SettingsError(
             f"{bitstream.source} asks for user clocks (high {high}, low {low}) to be "
             f"set before programming; the {kind} programmer cannot set them, and the AFU "
             "would run at the clocks the previous one left. The fpgaconf programmer "
@@ -281,7 +281,7 @@ def _prepare(port: Port, bitstream: BitstreamFacts, kind: ProgrammerKind, busy: 
     port_id = port.read_port_id(busy)
     size = bitstream.raw_size
     if size > MAX_BUFFER_SIZE:
-        raise ProgrammingError(
+        raise BitstreamError(
             f"{bitstream.source}: the raw bitstream ({size} bytes) is "
             "larger than the PR ioctl can take"
         )
@@ -305,12 +305,12 @@ def _open_exclusive(node: Path, port: Port, bitstream: BitstreamFacts, busy: Tim
         return retry_while_busy(lambda: _open_device(node, EXCLUSIVE), countdown)
     except OSError as error:
         if error.errno == errno.EBUSY:
-            raise ProgrammingError(
+            raise countdown.still_busy(
                 f"programming port {port.name} with {bitstream.source} failed: {node} is in "
                 f"use by another process (EBUSY for {countdown.span()}), and a device in use "
                 "is not reprogrammed"
             ) from None
-        raise ProgrammingError(_failure(port, bitstream, error, "opening", node)) from None
+        raise DeviceError(_failure(port, bitstream, error, "opening", node)) from None
 
 
 def _open_device(node: Path, flags: int) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from fpga_crihook.deadline import Countdown, TimeLimit
-from fpga_crihook.errors import DeviceBusyError, DeviceError
+from fpga_crihook.errors import DeviceError
 from fpga_crihook.ids import InvalidIdError, canonical_id
 
 MAX_ATTRIBUTE_BYTES = 4096
@@ -65,7 +65,7 @@ def read_attribute(path: Path, busy: TimeLimit) -> str:
         raw = retry_while_busy(lambda: _read_raw(path), countdown)
     except OSError as error:
         if error.errno == errno.EBUSY:
-            raise DeviceBusyError(
+            raise countdown.still_busy(
                 f"{path} stayed busy (EBUSY) for {countdown.span()}: "
                 "the device may be in the middle of reprogramming"
             ) from None

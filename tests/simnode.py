@@ -484,6 +484,26 @@ def state_json(
     )
 
 
+def one_port_container(
+    node: SimNode,
+    bundle_dir: Path,
+    interface_id: str,
+    held_afu: str,
+    asked_afu: str,
+    *,
+    annotated: bool = True,
+) -> tuple[SimCard, str]:
+    """A DFL card of *interface_id* whose one port holds *held_afu*, and the state of a
+    container given that port and asking for *asked_afu* (its bundle in *bundle_dir*)."""
+    card = add_card(node, "dfl", index=0, interface_id=interface_id, afu_ids=[held_afu])
+    bundle = write_bundle(
+        bundle_dir,
+        env=[f"FPGA_REGION_1={interface_id}", f"FPGA_AFU_1={asked_afu}"],
+        devices=[card.ports[0].device()],
+    )
+    return card, state_json(bundle, annotated=annotated)
+
+
 def containerd_annotations(namespace: str, pod: str, container: str) -> dict[str, str]:
     """The annotations containerd 1.7's CRI plugin puts into a container's state (measured
     under containerd v1.7.6): its own pod keys, and no CRI annotation passed on by default."""

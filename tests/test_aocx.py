@@ -14,7 +14,7 @@ from simnode import SimNode, add_card, gbs_bytes, gbs_metadata, state_json, writ
 
 from fpga_crihook.aocx import MAX_GBS_BYTES
 from fpga_crihook.bitstream import detect_kind, open_bitstream
-from fpga_crihook.errors import BitstreamError
+from fpga_crihook.errors import BitstreamError, ExitStatus
 from fpga_crihook.store import BitstreamKind
 
 BOARD_AFU = AFU_3  # what the embedded GBS reports: the OpenCL BSP's AFU ID
@@ -329,7 +329,7 @@ def test_hook_refuses_an_aocx_built_for_another_region(
 
     result = run_hook(node, state)
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.BITSTREAM_REFUSED
     error = json.loads(result.stderr.splitlines()[-1])["error"]
     assert f"was built for region {REGION_B}, not the requested {REGION_A}" in error
     assert afu_file.read_text().strip() == AFU_1
@@ -344,7 +344,7 @@ def test_hook_reports_a_corrupt_aocx_and_leaves_the_port_alone(
 
     result = run_hook(node, state)
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.BITSTREAM_REFUSED
     error = json.loads(result.stderr.splitlines()[-1])["error"]
     assert ".acl.gbs.gz section" in error
     assert afu_file.read_text().strip() == AFU_1

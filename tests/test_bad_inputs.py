@@ -3,8 +3,9 @@
 Every case below changes one thing in an otherwise valid world (a DFL card
 whose two ports hold AFU_1, a container asking for AFU_2 on port 0, the
 AFU_2 bitstream in the store) and runs the installed ``fpga-crihook
-prestart``. Each must end the same way: exit status 1, exactly one error
-event naming the cause, no traceback, and every port's ``afu_id`` as it was.
+prestart``. Each must end the same way: the exit status of its class of
+failure (by the case's prefix, below), exactly one error event naming the
+cause, no traceback, and every port's ``afu_id`` as it was.
 """
 
 import dataclasses
@@ -31,6 +32,8 @@ from simnode import (
     write_bundle,
     write_gbs,
 )
+
+from fpga_crihook.errors import ExitStatus
 
 ALL_ONES = "f" * 32
 
@@ -415,7 +418,7 @@ CASES: list[tuple[str, Case, tuple[str, ...]]] = [
     ("sysfs-dev-char-outside", _dev_char_link_outside, ("511:0", "points outside")),
     ("sysfs-port-absent", _port_not_in_sysfs, ("dfl-port.7", "no fpga port")),
     ("sysfs-numbers-disagree", _device_numbers_disagree, ("200:9", "no FPGA port")),
-    ("sysfs-no-fpga-device", _no_fpga_device, ("none of its linux.devices",)),
+    ("devices-no-fpga-port", _no_fpga_device, ("none of its linux.devices",)),
     (
         "sysfs-other-region",
         lambda w: w.bundle_with(env=_request(REGION_B, AFU_2)),
@@ -460,6 +463,25 @@ CASES: list[tuple[str, Case, tuple[str, ...]]] = [
 ]
 
 
+# The exit status a case's id prefix stands for; the longest matching prefix wins.
+STATUS_BY_PREFIX = {
+    "state-": ExitStatus.CONTAINER_INPUT,
+    "config-": ExitStatus.CONTAINER_INPUT,
+    "env-": ExitStatus.CONTAINER_INPUT,
+    "device-": ExitStatus.CONTAINER_INPUT,
+    "devices-": ExitStatus.CONTAINER_INPUT,
+    "sysfs-": ExitStatus.DEVICE,
+    "store-": ExitStatus.BITSTREAM_REFUSED,
+    "store-missing": ExitStatus.NO_BITSTREAM,
+    "gbs-": ExitStatus.BITSTREAM_REFUSED,
+}
+
+
+def _expected_status(case_id: str) -> ExitStatus:
+    prefix = max((p for p in STATUS_BY_PREFIX if case_id.startswith(p)), key=len)
+    return STATUS_BY_PREFIX[prefix]
+
+
 @pytest.fixture
 def world(node: SimNode, tmp_path: Path) -> World:
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1, AFU_1])
@@ -494,16 +516,16 @@ def _error_events(stderr: str) -> list[dict[str, Any]]:
     return [event for event in events if event["level"] == "error"]
 
 
-@pytest.mark.parametrize(("case", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_fails_with_one_clear_error_and_programs_nothing(
-    world: World, run_hook: RunHook, case: Case, words: tuple[str, ...]
+@pytest.mark.parametrize(("name", "case", "words"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_fails_with_one_clear_error_its_classs_status_and_programs_nothing(
+    world: World, run_hook: RunHook, name: str, case: Case, words: tuple[str, ...]
 ) -> None:
     stdin = case(world)
     before = _snapshot(world.card)
 
     result = _run(world, stdin, run_hook)
 
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == _expected_status(name), result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
     errors = _error_events(result.stderr)

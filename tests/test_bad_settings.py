@@ -13,6 +13,8 @@ import pytest
 from conftest import AFU_1, DROP_IN, HOOK, REGION_A, Completed, run_cli
 from simnode import SimNode, add_card, state_json, write_bundle
 
+from fpga_crihook.errors import ExitStatus
+
 HOOK_PROGRAMS = [
     pytest.param((HOOK, ["prestart"]), id="fpga-crihook"),
     pytest.param((DROP_IN, []), id="intel-fpga-crihook"),
@@ -21,8 +23,10 @@ DEEP = 20_000
 NOBODY = 65534
 
 
-def _one_line(result: Completed) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
+def _one_line(result: Completed, status: int = ExitStatus.SETTINGS) -> str:
+    """The one line of a run refused for a setting: the hook's settings status, or 1 for an
+    operator command."""
+    assert result.returncode == status, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith("fpga-crihook: ")
@@ -209,7 +213,8 @@ def test_a_path_longer_than_the_system_takes_is_one_line_naming_the_variable(
     bundle = write_bundle(tmp_path / "bundle", env=None, devices=None)
     env = {"FPGA_CRIHOOK_SYSLOG": "off", variable: value}
 
-    line = _one_line(run_cli(command, env, state_json(bundle)))
+    status = ExitStatus.SETTINGS if command == ["prestart"] else 1
+    line = _one_line(run_cli(command, env, state_json(bundle)), status)
 
     assert f"(env var: '{variable}')" in line
     assert "longer than a path can be" in line

@@ -19,6 +19,8 @@ from simnode import (
     write_gbs,
 )
 
+from fpga_crihook.errors import ExitStatus
+
 UNKNOWN_AFU = "0123456789abcdef0123456789abcdef"
 
 
@@ -139,7 +141,7 @@ def test_drop_in_refuses_a_port_without_a_request(node: SimNode, tmp_path: Path)
 
     result = _drop_in(_config_only(node, tmp_path / "hook.log"), _containerd_state(bundle))
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.CONTAINER_INPUT
     assert result.stderr == (
         "fpga-crihook: the container was given an FPGA region by Intel's device plugin "
         "(its CDI spec runs intel-fpga-crihook) but no FPGA_REGION_N / FPGA_AFU_N variables\n"
@@ -152,7 +154,7 @@ def test_drop_in_refuses_a_request_without_a_port(node: SimNode, tmp_path: Path)
 
     result = _drop_in(_config_only(node, tmp_path / "hook.log"), _containerd_state(bundle))
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.CONTAINER_INPUT
     assert "but none of its linux.devices is an FPGA port" in result.stderr
 
 
@@ -164,7 +166,7 @@ def test_drop_in_fails_like_create_runtime(node: SimNode, tmp_path: Path) -> Non
     dropped_in = _drop_in(settings, state_json(bundle))
     create_runtime = run_cli(["createRuntime"], settings, state_json(bundle))
 
-    assert dropped_in.returncode == create_runtime.returncode == 1
+    assert dropped_in.returncode == create_runtime.returncode == ExitStatus.NO_BITSTREAM
     assert dropped_in.stderr == create_runtime.stderr  # one line, what runc hands on
     [line] = dropped_in.stderr.splitlines()
     assert line.startswith(f"fpga-crihook: no bitstream for region {REGION_A}, AFU {UNKNOWN_AFU}")
@@ -205,7 +207,7 @@ def test_cdi_container_with_a_broken_request_still_fails(node: SimNode, tmp_path
 
     result = run_cli(["createRuntime", "--cdi"], node.env(), state_json(bundle, annotated=False))
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.CONTAINER_INPUT
     assert "FPGA_REGION_1 is set but FPGA_AFU_1 is not" in result.stderr
     assert port.afu_id() == AFU_1
 
@@ -215,7 +217,7 @@ def test_cdi_container_without_an_fpga_port_is_told_so(node: SimNode, tmp_path: 
 
     result = run_cli(["createRuntime", "--cdi"], node.env(), state_json(bundle, annotated=False))
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.CONTAINER_INPUT
     assert (
         "the container was given an FPGA device through CDI but none of its linux.devices "
         "is an FPGA port" in result.stderr

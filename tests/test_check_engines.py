@@ -235,3 +235,83 @@ def test_check_with_no_engine_config_says_nothing_about_engines(
     assert not [
         line for line in result.stdout.splitlines() if "CRI-O" in line or "containerd" in line
     ]
+
+
+# Which runtime CRI-O uses: under crun a failed hook's line is not in the pod's events.
+
+
+def _runtime_line(result: Completed) -> str:
+    [line] = [line for line in result.stdout.splitlines() if "runs containers" in line]
+    return line
+
+
+def test_check_says_crio_runs_runc_whose_error_carries_the_hooks_line(
+    node: SimNode, tmp_path: Path
+) -> None:
+    engines = EngineNode(tmp_path / "host")
+    engines.crio_config.write_text('[crio.runtime]\ndefault_runtime = "runc"\n')
+
+    result = _check(node, engines, *engines.search())
+
+    assert _runtime_line(result) == (
+        f"ok: CRI-O runs containers with runc (default_runtime 'runc' in "
+        f"{engines.crio_config}): a failed hook's line reaches the pod's events"
+    )
+
+
+def test_check_says_where_the_line_goes_under_crun(node: SimNode, tmp_path: Path) -> None:
+    engines = EngineNode(tmp_path / "host")
+    engines.crio_config_dir.mkdir()
+    (engines.crio_config_dir / "10-crun.conf").write_text(
+        '[crio.runtime]\ndefault_runtime = "crun"\n'
+        '[crio.runtime.runtimes.crun]\nallowed_annotations = ["run.oci."]\n'
+    )
+    log_file = tmp_path / "hook.log"
+    env = node.env(FPGA_CRIHOOK_LOG_FILE=str(log_file))
+
+    result = run_cli(["check", *engines.options(), *engines.search()], env)
+
+    line = _runtime_line(result)
+    assert line.startswith(
+        f"ok: CRI-O runs containers with crun (default_runtime 'crun' in "
+        f"{engines.crio_config_dir / '10-crun.conf'}): a failed hook's line does not reach "
+        "the pod's events, only its exit status (`fpga-crihook prestart --help` says what "
+        "each means)"
+    )
+    assert f"the line is in the log file {log_file}" in line
+    assert "name a file for it in its run.oci.hooks.stderr annotation (the handler's" in line
+
+
+def test_check_warns_when_under_crun_the_line_would_go_nowhere(
+    node: SimNode, tmp_path: Path
+) -> None:
+    """Syslog off (as in every test), no log file: crun drops the line, nothing else has it."""
+    engines = EngineNode(tmp_path / "host")
+    engines.crio_config.write_text(
+        '[crio.runtime]\ndefault_runtime = "fast"\n'
+        '[crio.runtime.runtimes.fast]\nruntime_path = "/usr/local/bin/crun"\n'
+    )
+
+    result = _check(node, engines, *engines.search())
+
+    line = _runtime_line(result)
+    assert line.startswith("warning: CRI-O runs containers with crun (default_runtime 'fast' ")
+    assert "runtime_path /usr/local/bin/crun" in line
+    assert "its sentence goes nowhere" in line
+    assert "reaches the runtime only if the handler's allowed_annotations lists 'run.oci.'" in line
+
+
+def test_check_says_an_unset_default_runtime_is_the_crio_releases(
+    node: SimNode, tmp_path: Path
+) -> None:
+    engines = EngineNode(tmp_path / "host")
+    engines.crio_reads(engines.usr_hooks)
+
+    result = _check(node, engines, *engines.search())
+
+    line = _runtime_line(result)
+    assert line.startswith(
+        f"warning: CRI-O's config ({engines.crio_config}) sets no default_runtime, so CRI-O's "
+        "own default runs containers: runc up to CRI-O 1.30"
+    )
+    assert "crun from 1.31" in line

@@ -27,6 +27,8 @@ from simnode import (
     write_gbs,
 )
 
+from fpga_crihook.errors import ExitStatus
+
 
 def _pair(suffix: str, region: str, afu: str) -> list[str]:
     return [f"FPGA_REGION_{suffix}={region}", f"FPGA_AFU_{suffix}={afu}"]
@@ -185,7 +187,7 @@ def test_events_say_null_for_a_pod_no_engine_annotation_names(
     assert programmed["container_name"] is None
 
 
-def test_failure_is_one_error_event_and_exit_1(
+def test_failure_is_one_error_event_and_its_classs_exit_status(
     node: SimNode, tmp_path: Path, run_hook: RunHook
 ) -> None:
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
@@ -193,7 +195,7 @@ def test_failure_is_one_error_event_and_exit_1(
         tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
     )
     result = run_hook(node, state_json(bundle))
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.NO_BITSTREAM
     errors = [event for event in _events(result.stderr) if event["level"] == "error"]
     assert len(errors) == 1
     assert errors[0]["event"] == "prestart failed"
@@ -210,7 +212,7 @@ def test_an_unexpected_failure_is_still_the_one_prestart_failed_event(
         tmp_path / "bundle", env=_pair("1", REGION_A, AFU_2), devices=[card.ports[0].device()]
     )
     result = run_prestart_with_a_bug(node.env(), state_json(bundle))
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.INTERNAL
     [error] = _events(result.stderr)
     assert error["event"] == "prestart failed"
     assert error["error"] == "internal error: ZeroDivisionError: division by zero"
@@ -238,12 +240,12 @@ def test_dry_run_from_the_environment(node: SimNode, tmp_path: Path, run_hook: R
     assert port.afu_id() == AFU_1
 
 
-def test_ioctl_against_a_regular_file_node_exits_1(
+def test_ioctl_against_a_regular_file_node_is_a_programming_failure(
     node: SimNode, tmp_path: Path, run_hook: RunHook
 ) -> None:
     port, bundle = _one_port_asking_for_afu_2(node, tmp_path, "dfl")
     result = run_hook(node, state_json(bundle), FPGA_CRIHOOK_PROGRAMMER="ioctl")
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.PROGRAMMING
     [error] = [event for event in _events(result.stderr) if event["level"] == "error"]
     assert "ENOTTY" in str(error["error"])
     assert "dfl-fme.0" in str(error["error"])
@@ -253,7 +255,7 @@ def test_ioctl_against_a_regular_file_node_exits_1(
 def test_sim_programmer_on_the_real_sysfs_is_refused(tmp_path: Path) -> None:
     bundle = write_bundle(tmp_path / "bundle", env=None, devices=None)
     result = run_cli(["prestart"], {"FPGA_CRIHOOK_PROGRAMMER": "sim"}, state_json(bundle))
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.SETTINGS
     assert "only works on a simulated sysfs tree" in result.stderr
 
 
@@ -265,9 +267,9 @@ def test_sim_programmer_on_the_real_sysfs_is_refused(tmp_path: Path) -> None:
         ({"FPGA_CRIHOOK_LOG_LEVEL": "loud"}, "'loud' is not one of"),
     ],
 )
-def test_bad_settings_are_one_line_and_exit_1(env: dict[str, str], words: str) -> None:
+def test_bad_settings_are_one_line_and_the_settings_status(env: dict[str, str], words: str) -> None:
     result = run_cli(["prestart"], env, "{}")
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.SETTINGS
     assert len(result.stderr.splitlines()) == 1
     assert words in result.stderr
     [variable] = env

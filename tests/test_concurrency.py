@@ -21,7 +21,7 @@ from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_
 
 from fpga_crihook.bitstream import open_bitstream
 from fpga_crihook.devices import port_from_sysfs_dir
-from fpga_crihook.errors import HookError
+from fpga_crihook.errors import ExitStatus, HookError
 from fpga_crihook.programmers import SimProgrammer
 from fpga_crihook.settings import Settings
 from fpga_crihook.store import BitstreamKind
@@ -164,7 +164,7 @@ def test_a_lock_held_past_the_lock_timeout_fails_the_hook_and_programs_nothing(
 
     events = [json.loads(line) for line in result.stderr.splitlines()]
     errors = [e for e in events if e["level"] == "error"]
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.DEVICE_BUSY
     assert WAITING in [e["event"] for e in events]
     assert len(errors) == 1
     assert "FME dfl-fme.0 stayed locked by another hook for 0.3 s" in errors[0]["error"]

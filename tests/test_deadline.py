@@ -16,7 +16,7 @@ from fpga_crihook import sysfs
 from fpga_crihook.commands.check import Level, check_hooks_file, shipped_hooks_file
 from fpga_crihook.deadline import DEFAULT_DEADLINE, Deadline
 from fpga_crihook.devices import port_from_sysfs_dir
-from fpga_crihook.errors import DeadlineError, DeviceBusyError
+from fpga_crihook.errors import DeadlineError, DeviceBusyError, ExitStatus
 from fpga_crihook.hook import ensure_port
 from fpga_crihook.plan import Assignment
 from fpga_crihook.programmers import SimProgrammer
@@ -59,7 +59,7 @@ def test_the_deadline_cuts_the_wait_for_the_fme_lock(
         )
         elapsed = time.monotonic() - started
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.DEADLINE
     error = _error(result.stderr)
     assert error.startswith("FME dfl-fme.0 stayed locked by another hook for ")
     assert "s, all that was left of the hook's 1.5 s deadline (FPGA_CRIHOOK_DEADLINE)" in error
@@ -128,7 +128,7 @@ def test_a_deadline_that_is_not_a_positive_number_up_to_a_day_is_refused(
 ) -> None:
     result = run_cli(["prestart"], node.env(FPGA_CRIHOOK_DEADLINE=value), "{}")
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.SETTINGS
     assert "Invalid value for '--deadline' (env var: 'FPGA_CRIHOOK_DEADLINE')" in result.stderr
     assert len(result.stderr.splitlines()) == 1
 

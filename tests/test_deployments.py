@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import AFU_2, REGION_A, Completed
+from conftest import AFU_1, AFU_2, REGION_A, Completed
 from deployment import (
     ABSOLUTE_LINK_TARGET,
     HOOK_JSON,
@@ -41,7 +41,9 @@ from deployment import (
     tree,
 )
 from engine import request_env, shipped_port, unavailable
-from simnode import SimNode, state_json, write_bundle
+from simnode import SimNode, add_card, state_json, write_bundle, write_gbs
+
+from fpga_crihook.errors import ExitStatus
 
 BASE = KUBERNETES / "base"
 
@@ -961,8 +963,83 @@ def test_hook_started_before_an_install_runs_to_its_end_on_the_release_it_starte
     assert second.returncode == 0, second.stderr
     assert Completed(hook.returncode, stdout, stderr) == Completed(0, "", "")
     assert port.afu_id() == AFU_2
-    assert started_after.returncode == 1
+    assert started_after.returncode == ExitStatus.INTERNAL
     assert FAILING_IMPORT in started_after.stderr
+
+
+def _hostile_environment(trap: Path) -> dict[str, str]:
+    """What crun may hand a hook that has no env of its own: its own (CRI-O's) environment,
+    here with every interpreter variable that would change what Python runs or prints."""
+    (trap / "sitecustomize.py").write_text(f"open({str(trap / 'ran')!r}, 'w').close()\n")
+    return {
+        "PYTHONPATH": str(trap),  # its sitecustomize would run first
+        "PYTHONHOME": str(trap),
+        "PYTHONEXECUTABLE": "/bin/false",  # CPython 3.11 takes it, -I or not, for its own path
+        "__PYVENV_LAUNCHER__": "/bin/false",  # likewise
+        "HOME": str(trap),
+        "PYTHONINSPECT": "1",
+        "PYTHONVERBOSE": "1",
+        "PYTHONPROFILEIMPORTTIME": "1",
+        "PYTHONWARNINGS": "error",
+        "PYTHONDEVMODE": "1",
+        "PYTHONOPTIMIZE": "2",
+        "PYTHONINTMAXSTRDIGITS": "0",
+        "PYTHONPYCACHEPREFIX": str(trap / "pycache"),
+        "PYTHONPLATLIBDIR": "nowhere",
+        "PYTHONMALLOC": "debug",
+        "LANG": "C.UTF-8",
+        "TERM": "xterm-256color",
+        "COLUMNS": "20",
+        "NO_COLOR": "1",
+        "TMPDIR": str(trap),
+    }
+
+
+def _payload_runs(hook: Path, node_root: Path, extra: dict[str, str]) -> list[tuple[int, str]]:
+    """Exit status and stderr of the payload's hook for a container it programs, one whose
+    bitstream is missing and a state holding a 5000-digit number, each on a fresh node."""
+    node = SimNode(node_root)
+    node_root.mkdir()
+    card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    write_gbs(node, REGION_A, AFU_2)
+    states = []
+    for afu in (AFU_2, "0123456789abcdef0123456789abcdef"):
+        bundle = write_bundle(
+            node_root / f"bundle-{afu}",
+            env=[f"FPGA_REGION_1={REGION_A}", f"FPGA_AFU_1={afu}"],
+            devices=[card.ports[0].device()],
+        )
+        states.append(state_json(bundle))
+    states.append(states[0].replace('"pid": 4242', '"pid": ' + "9" * 5000))
+    runs = []
+    for state in states:
+        done = subprocess.run(
+            [hook, "prestart"],
+            input=state,
+            env={**node.quiet_env(), **extra},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        runs.append((done.returncode, done.stderr.replace(str(node_root), "NODE")))
+    return runs
+
+
+def test_payload_hook_does_the_same_under_crio_s_environment_as_under_none(
+    built_payload: Path, tmp_path: Path
+) -> None:
+    """runc gives a hook only its hooks.d env, crun its own: the payload runs Python isolated."""
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    hook = built_payload / "bin" / "fpga-crihook"
+
+    under_runc = _payload_runs(hook, tmp_path / "runc", {})
+    under_crun = _payload_runs(hook, tmp_path / "crun", _hostile_environment(trap))
+
+    assert under_crun == under_runc
+    assert [status for status, _ in under_runc] == [0, 66, 65]
+    assert sorted(path.name for path in trap.iterdir()) == ["sitecustomize.py"]  # none ran
 
 
 # --- Containerfile ------------------------------------------------------------

@@ -9,7 +9,7 @@ from simnode import SimNode, add_card
 
 from fpga_crihook.commands.program import find_port
 from fpga_crihook.devices import Driver, resolve_ports
-from fpga_crihook.errors import DeviceError
+from fpga_crihook.errors import DeviceError, HookError, InputError
 from fpga_crihook.oci import Device, parse_device
 from fpga_crihook.settings import Settings
 
@@ -42,27 +42,28 @@ def test_port_is_found_by_device_numbers_with_its_fme(
 
 
 @pytest.mark.parametrize(
-    ("entry", "words"),
+    ("entry", "words", "kind"),
     [
-        ({"type": "b"}, "is a linux.devices entry of type 'b', not a character"),
-        ({"type": "p"}, "is a linux.devices entry of type 'p', not a character"),
-        ({"type": "u"}, "is a linux.devices entry of type 'u', not a character"),
-        ({"type": None}, "is a linux.devices entry of type 'none', not a character"),
-        ({"major": None}, "has no major and minor numbers"),
-        ({"minor": None}, "has no major and minor numbers"),
-        ({"minor": 7}, "is device 511:7, which is no FPGA port"),
-        ({"major": 1, "minor": 3}, "is device 1:3, which is no FPGA port"),
+        ({"type": "b"}, "is a linux.devices entry of type 'b', not a character", InputError),
+        ({"type": "p"}, "is a linux.devices entry of type 'p', not a character", InputError),
+        ({"type": "u"}, "is a linux.devices entry of type 'u', not a character", InputError),
+        ({"type": None}, "is a linux.devices entry of type 'none', not a character", InputError),
+        ({"major": None}, "has no major and minor numbers", InputError),
+        ({"minor": None}, "has no major and minor numbers", InputError),
+        ({"minor": 7}, "is device 511:7, which is no FPGA port", DeviceError),
+        ({"major": 1, "minor": 3}, "is device 1:3, which is no FPGA port", DeviceError),
     ],
 )
 def test_an_entry_named_like_a_port_is_one_only_by_type_c_and_its_numbers(
-    node: SimNode, entry: dict[str, object], words: str
+    node: SimNode, entry: dict[str, object], words: str, kind: type[HookError]
 ) -> None:
-    """A runtime's entry that is not the port's character device never gets it programmed."""
+    """A runtime's entry that is not the port's character device never gets it programmed:
+    a malformed entry is the container's input, numbers that lead to no port the host's."""
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
     fields = card.ports[0].device() | entry
     device = parse_device({key: value for key, value in fields.items() if value is not None})
 
-    with pytest.raises(DeviceError) as caught:
+    with pytest.raises(kind) as caught:
         resolve_ports([device], _settings(node))
 
     assert f"the container's /dev/dfl-port.0 {words}" in str(caught.value)

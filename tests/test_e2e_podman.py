@@ -26,6 +26,8 @@ from engine import (
 )
 from simnode import SimNode, add_card, write_gbs
 
+from fpga_crihook.errors import ExitStatus
+
 HOOKS_FILE = REPO / "hooks.d" / "intel-fpga-crihook.json"
 REGION_OPAE = "bfac4d851ee856fe8c95865ce1bbaa2d"
 
@@ -126,7 +128,7 @@ def test_missing_bitstream_stops_the_container_with_one_plain_line_not_json(
     # What CRI-O would hand to kubectl describe pod: runc's message, ending with ours.
     [line] = [text for text in result.stderr.splitlines() if "error running hook" in text]
     ours = f"fpga-crihook: no bitstream for region {REGION_A}, AFU {unknown_afu} in "
-    assert ours in line
+    assert f"exit status {ExitStatus.NO_BITSTREAM}, stdout: , stderr: {ours}" in line
     assert line.rstrip().rstrip('"').endswith(f"{unknown_afu}.aocx"), line
     assert "{" not in result.stderr  # no JSON event anywhere in podman's error
     assert podman.events()[-1] == "prestart failed"  # the events went to the log file

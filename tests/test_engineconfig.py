@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fpga_crihook.engineconfig import Listed, main, read_containerd, read_crio
+from fpga_crihook.engineconfig import CrioRuntime, Listed, main, read_containerd, read_crio
 
 OPENSHIFT_DROP_IN = """\
 [crio]
@@ -58,7 +58,8 @@ def test_crio_with_no_hooks_dir_uses_its_default(tmp_path: Path) -> None:
     assert crio is not None
     assert crio.hooks_dir == Listed((Path("/usr/share/containers/oci/hooks.d"),), None)
     assert crio.cdi_spec_dirs == Listed((Path("/etc/cdi"), Path("/var/run/cdi")), None)
-    assert crio.default_runtime == "runc"
+    assert crio.runtime == CrioRuntime(None, None, None, ())  # the CRI-O release decides
+    assert crio.runtime.program is None
     assert (crio.files, crio.problems) == ((config,), ())
 
 
@@ -86,7 +87,27 @@ def test_crio_drop_in_without_a_suffix_overrides_the_main_file(tmp_path: Path) -
     )
     assert crio.hooks_dir.source == config_dir / "00-default"
     assert crio.cdi_spec_dirs.source == config  # the drop-in does not set it
-    assert crio.default_runtime == "crun"
+    assert crio.runtime == CrioRuntime("crun", config_dir / "00-default", None, ())
+    assert crio.runtime.program == "crun"
+
+
+def test_crio_runtime_handler_table_of_a_later_file_replaces_the_earlier_one_whole(
+    tmp_path: Path,
+) -> None:
+    """As CRI-O's TOML decoder fills its map of handlers: one table a handler, per file."""
+    main_file = (
+        '[crio.runtime]\ndefault_runtime = "fast"\n'
+        '[crio.runtime.runtimes.fast]\nruntime_path = "/usr/bin/runc"\n'
+        'allowed_annotations = ["run.oci."]\n'
+    )
+    drop_in = '[crio.runtime.runtimes.fast]\nruntime_path = "/usr/local/bin/crun"\n'
+    config, config_dir = _crio(tmp_path, main_file, {"10-crun.conf": drop_in})
+
+    crio = read_crio(config, config_dir)
+
+    assert crio is not None
+    assert crio.runtime == CrioRuntime("fast", config, "/usr/local/bin/crun", ())
+    assert crio.runtime.program == "crun"
 
 
 def test_crio_drop_ins_apply_in_lexical_order_subdirectories_where_they_sort(

@@ -23,7 +23,7 @@ from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_
 from fpga_crihook import programmers, sysfs
 from fpga_crihook.bitstream import Bitstream, BitstreamFacts
 from fpga_crihook.devices import Port, port_from_sysfs_dir
-from fpga_crihook.errors import DeviceError, ProgrammingError, SettingsError
+from fpga_crihook.errors import DeviceError, ExitStatus, ProgrammingError, SettingsError
 from fpga_crihook.hook import Outcome, ensure_port, run_prestart
 from fpga_crihook.locking import FmeLock
 from fpga_crihook.oci import parse_state
@@ -180,7 +180,7 @@ def test_a_missing_fme_node_fails_before_the_kernel_is_called(node: SimNode) -> 
     settings = _settings(node)
     programmer = IoctlProgrammer(settings.busy_limit, ioctl=FakeKernel(card))
 
-    with pytest.raises(ProgrammingError) as failure:
+    with pytest.raises(DeviceError) as failure:
         ensure_port(_assignment(card, settings), programmer, settings)
 
     message = str(failure.value)
@@ -383,7 +383,7 @@ def test_read_errors_other_than_ebusy_fail_at_once_without_retrying(
 def test_the_busy_timeout_is_read_from_its_environment_variable(node: SimNode) -> None:
     result = run_cli(["prestart"], node.env(FPGA_CRIHOOK_BUSY_TIMEOUT="soon"), "{}")
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.SETTINGS
     assert "Invalid value for '--busy-timeout'" in result.stderr
 
 
@@ -421,7 +421,7 @@ def test_a_dry_run_still_fails_on_a_broken_bitstream(
 
     result = run_hook(node, state_json(bundle), FPGA_CRIHOOK_DRY_RUN="true")
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.BITSTREAM_REFUSED
     assert "runs past the end" in result.stderr
     assert card.ports[0].afu_id() == AFU_1
 
@@ -460,7 +460,7 @@ def test_the_sim_programmer_refuses_the_real_sysfs(tmp_path: Path, sysfs_root: s
         make_programmer(settings)
 
 
-def test_the_installed_hook_with_the_sim_programmer_on_the_real_sysfs_exits_1(
+def test_the_installed_hook_with_the_sim_programmer_on_the_real_sysfs_is_refused(
     node: SimNode, tmp_path: Path, run_hook: RunHook
 ) -> None:
     card = _card(node)
@@ -468,7 +468,7 @@ def test_the_installed_hook_with_the_sim_programmer_on_the_real_sysfs_exits_1(
 
     result = run_hook(node, state_json(bundle), FPGA_CRIHOOK_SYSFS="/sys")
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.SETTINGS
     errors = [json.loads(line) for line in result.stderr.splitlines()]
     assert [e["level"] for e in errors] == ["error"]
     assert "FPGA_CRIHOOK_SYSFS" in errors[0]["error"]

@@ -34,7 +34,7 @@ from simnode import (
 from fpga_crihook.bitstream import open_bitstream, parse_gbs
 from fpga_crihook.deadline import Deadline
 from fpga_crihook.devices import Port, port_from_sysfs_dir
-from fpga_crihook.errors import ProgrammingError, SettingsError
+from fpga_crihook.errors import DeadlineError, ExitStatus, ProgrammingError, SettingsError
 from fpga_crihook.fpgaconf import FpgaconfProgrammer
 from fpga_crihook.settings import ProgrammerKind, Settings
 from fpga_crihook.store import BitstreamKind
@@ -200,7 +200,7 @@ def test_fpgaconf_gets_no_more_time_than_the_deadline_leaves(
     started = time.monotonic()
     with (
         open_bitstream(gbs, BitstreamKind.GBS, node.store) as bitstream,
-        pytest.raises(ProgrammingError) as caught,
+        pytest.raises(DeadlineError) as caught,
     ):
         FpgaconfProgrammer(settings).program(port, bitstream, lock_of(port))
 
@@ -315,7 +315,7 @@ def test_fpgaconf_that_exits_0_without_programming_is_caught_by_verification(
 
     result = run_hook(node, state, **_hook_env(stand_in))
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.PROGRAMMING
     error = json.loads(result.stderr.splitlines()[-1])["error"]
     assert f"port dfl-port.0 reports AFU {AFU_1} after programming" in error
     assert f"not {AFU_2}" in error
@@ -331,7 +331,7 @@ def test_hook_with_missing_fpgaconf_fails_with_a_clear_error(
 
     result = run_hook(node, state, **_hook_env(tmp_path / "missing"))
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.SETTINGS
     assert "which is not an executable file" in json.loads(result.stderr.splitlines()[-1])["error"]
     assert sim_port.afu_id() == AFU_1
 
@@ -406,7 +406,7 @@ def test_fpgaconf_is_never_asked_to_program_a_port_other_than_port_0(
 
     result = run_hook(node, state, **_hook_env(stand_in))
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.SETTINGS
     error = json.loads(result.stderr.splitlines()[-1])["error"]
     assert error.startswith(
         "port dfl-port.1 is port 1 of dfl-fme.0, and fpgaconf always programs port 0 of an FME"
@@ -436,7 +436,7 @@ def test_a_dry_run_under_fpgaconf_refuses_a_port_other_than_port_0(
 
     result = run_hook(node, state, FPGA_CRIHOOK_DRY_RUN="1", **_hook_env(stand_in))
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.SETTINGS
     assert "fpgaconf always programs port 0" in result.stderr
     assert not stand_in.args_file.exists()
 
@@ -471,7 +471,7 @@ def test_fpgaconf_timeout_is_read_from_its_environment_variable(
 
     result = run_cli(["prestart"], env, state)
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.PROGRAMMING
     error = json.loads(result.stderr.splitlines()[-1])["error"]
     assert "did not finish within 0.5 s, so it was killed and printed nothing" in error
     assert sim_port.afu_id() == AFU_1
@@ -488,9 +488,9 @@ data = open(sys.argv[-1], "rb").read()
 (length,) = struct.unpack_from("<I", data, 16)
 image = json.loads(data[20 : 20 + length])["afu-image"]
 afu = image["accelerator-clusters"][0]["accelerator-type-uuid"].replace("-", "")
-with open({log!r}, "a") as log:
+{grandchild}with open({log!r}, "a") as log:
     log.write(f"started {{afu}}\\n")
-{grandchild}time.sleep(DELAYS.get(afu, 0))
+time.sleep(DELAYS.get(afu, 0))
 with open({afu_file!r} + ".new", "w") as new:
     new.write(afu + "\\n")
 os.replace({afu_file!r} + ".new", {afu_file!r})
@@ -498,7 +498,8 @@ with open({log!r}, "a") as log:
     log.write(f"programmed {{afu}}\\n")
 """
 
-# Started by the stand-in: out of its process group, holding whatever the stand-in inherited.
+# Started by the stand-in before it says "started" (a hook killed at once must find it there):
+# out of its process group, holding whatever the stand-in inherited.
 _GRANDCHILD = """if os.fork() == 0:
     os.setsid()
     time.sleep({seconds})

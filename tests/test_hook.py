@@ -177,7 +177,7 @@ def test_region_container_without_fpga_ports_is_an_error(node: SimNode, tmp_path
         env=_pair("1", REGION_A, AFU_1),
         devices=[{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}],
     )
-    with pytest.raises(DeviceError, match="none of its linux.devices is an FPGA port"):
+    with pytest.raises(InputError, match="none of its linux.devices is an FPGA port"):
         run_prestart(parse_state(state_json(bundle).encode()), _settings(node))
 
 

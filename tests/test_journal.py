@@ -21,6 +21,7 @@ from conftest import AFU_1, AFU_2, REGION_A, run_cli
 from simnode import SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook import logs
+from fpga_crihook.errors import ExitStatus
 
 DAEMON = 3  # syslog facility numbers: <sys/syslog.h>
 INFO, ERR, WARNING = 6, 3, 4
@@ -101,7 +102,7 @@ def test_a_failure_reaches_syslog_as_an_error(
 
     result = run_cli(["prestart"], node.quiet_env(FPGA_CRIHOOK_SYSLOG=str(path)), state)
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.NO_BITSTREAM
     failed = _received(server)[-1]
     assert (failed.facility, failed.severity) == (DAEMON, ERR)
     assert failed.event["event"] == "prestart failed"

@@ -22,7 +22,9 @@ def test_console_scripts_run_the_cli_with_the_collector_off(
     monkeypatch: pytest.MonkeyPatch, entry: Callable[[], None], target: str
 ) -> None:
     seen: list[bool] = []
+    exits: list[int] = []
     monkeypatch.setattr(cli, target, lambda: seen.append(gc.isenabled()))
+    monkeypatch.setattr(os, "_exit", exits.append)  # the process ends there, not pytest
     monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "__all__")  # what the entry point would set
     try:
         entry()
@@ -30,6 +32,7 @@ def test_console_scripts_run_the_cli_with_the_collector_off(
         gc.enable()
 
     assert seen == [False]
+    assert exits == [0]
 
 
 def test_importing_the_package_leaves_the_collector_and_the_environment_alone() -> None:

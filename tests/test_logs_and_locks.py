@@ -16,7 +16,7 @@ import structlog
 from fpga_crihook import logs
 from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Driver, Fme
-from fpga_crihook.errors import LockError
+from fpga_crihook.errors import DeviceBusyError, LockError
 from fpga_crihook.locking import fme_lock
 from fpga_crihook.settings import Settings
 
@@ -53,7 +53,7 @@ def test_lock_is_exclusive_and_bounded(tmp_path: Path) -> None:
     fcntl.flock(holder, fcntl.LOCK_EX)
     try:
         with (
-            pytest.raises(LockError, match="stayed locked by another hook"),
+            pytest.raises(DeviceBusyError, match="stayed locked by another hook"),
             fme_lock(_fme(), tmp_path, _limit(0.2)),
         ):
             pass
@@ -137,7 +137,7 @@ def test_a_lock_file_removed_while_a_hook_waits_for_it_is_locked_anew(tmp_path: 
     swapper.start()
     try:
         with (
-            pytest.raises(LockError, match="stayed locked by another hook for 1.5 s"),
+            pytest.raises(DeviceBusyError, match="stayed locked by another hook for 1.5 s"),
             fme_lock(_fme(), tmp_path, _limit(1.5)),
         ):
             pass
@@ -185,7 +185,7 @@ def test_a_lock_file_removed_while_a_hook_holds_it_does_not_let_a_newcomer_in(
     with fme_lock(_fme(fme_dir), locks, _limit(1)) as holder:
         holder.path.unlink()
         with (
-            pytest.raises(LockError, match=r"holds .*dfl-fme.3 locked, while its lock file"),
+            pytest.raises(DeviceBusyError, match=r"holds .*dfl-fme.3 locked, while its lock file"),
             fme_lock(_fme(fme_dir), locks, _limit(0.3)),
         ):
             pass

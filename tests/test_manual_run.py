@@ -15,6 +15,8 @@ import pytest
 from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REPO, run_cli
 from simnode import SimNode, SimPort, add_card, write_bundle, write_gbs
 
+from fpga_crihook.errors import ExitStatus
+
 README_HOOK = REPO / ".venv" / "bin" / "fpga-crihook"
 SHIPPED_PORT_AFU = REPO / "testdata/node/sys/class/fpga_region/region0/dfl-port.0/afu_id"
 NLB0 = "d8424dc4a4a3c413f89e433683f9040b"
@@ -133,7 +135,7 @@ def test_bad_annotation_is_one_error_line(
 
     result = run_cli(["prestart", "--config", str(config), *options], node.quiet_env())
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.SETTINGS
     [line] = result.stderr.splitlines()
     assert line.startswith("fpga-crihook: ")
     assert "--annotation" in line
@@ -145,7 +147,7 @@ def test_bad_annotation_is_one_error_line(
 def test_annotation_without_config_is_refused(node: SimNode) -> None:
     result = run_cli(["prestart", "--annotation", "a=b"], node.quiet_env(), stdin="{}")
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.SETTINGS
     assert result.stderr == (
         "fpga-crihook: --annotation only applies to a run by hand with --config FILE\n"
     )
@@ -168,7 +170,7 @@ def test_bad_config_file_fails_as_the_hook_does(
 
     result = run_cli(["prestart", "--config", str(config)], node.quiet_env())
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.CONTAINER_INPUT
     [line] = result.stderr.splitlines()
     assert line.startswith("fpga-crihook: ")
     assert words in line

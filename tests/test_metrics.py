@@ -17,6 +17,7 @@ from simnode import SimCard, SimNode, SimPort, add_card, state_json, write_bundl
 
 from fpga_crihook import logs, metrics
 from fpga_crihook.deadline import Deadline
+from fpga_crihook.errors import ExitStatus
 
 UNKNOWN_AFU = "0123456789abcdef0123456789abcdef"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -76,11 +77,11 @@ def test_a_mix_of_runs_is_counted_per_port_and_outcome(node: SimNode, tmp_path: 
     runs = [
         (_state(tmp_path, "program", [p0], [AFU_2]), 0),
         (_state(tmp_path, "skip", [p0], [AFU_2]), 0),
-        (_state(tmp_path, "missing", [p0], [UNKNOWN_AFU]), 1),
+        (_state(tmp_path, "missing", [p0], [UNKNOWN_AFU]), ExitStatus.NO_BITSTREAM),
         # p1 programmed, then p2 fails: p2 is the failed one, p1 still counts.
-        (_state(tmp_path, "two", [p1, p2], [AFU_3, UNKNOWN_AFU]), 1),
+        (_state(tmp_path, "two", [p1, p2], [AFU_3, UNKNOWN_AFU]), ExitStatus.NO_BITSTREAM),
         # Bad input: no port is known yet, so no port is counted.
-        (_state(tmp_path, "invalid", [p0], ["not-an-id"]), 1),
+        (_state(tmp_path, "invalid", [p0], ["not-an-id"]), ExitStatus.CONTAINER_INPUT),
     ]
 
     statuses = [run_cli(["prestart"], env, state).returncode for state, _ in runs]
@@ -123,7 +124,7 @@ def test_a_failure_before_a_port_is_chosen_counts_against_the_containers_ports(
 
     result = run_cli(["prestart"], node.quiet_env(FPGA_CRIHOOK_METRICS_DIR=str(metrics_dir)), state)
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.DEVICE
     samples = _samples(metrics_dir)
     assert [_count(samples, port.name, "failed") for port in card.ports] == [1, 1]
 

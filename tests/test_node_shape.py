@@ -19,6 +19,8 @@ import pytest
 from conftest import AFU_1, AFU_2, HOOK, REGION_A, REPO, run_cli
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
+from fpga_crihook.errors import ExitStatus
+
 # What OPAE's xfpga plugin (sysfs.c) expects of the class device's link target and children.
 PCI_PATH = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-9])/fpga")
 REGION_NAME = {
@@ -177,7 +179,7 @@ def test_character_device_nodes_with_no_driver_behind_them(
     assert f"ok: {driver} card" in check.stdout
     assert f"FME device node {fme_node} present" in check.stdout
     # Opening a device number no driver has registered fails: the hook says so and stops.
-    assert hook.returncode == 1
+    assert hook.returncode == ExitStatus.DEVICE
     error = json.loads(hook.stderr.splitlines()[-1])["error"]
     assert f"opening {fme_node}: ENXIO" in error
     assert card.ports[0].afu_id() == AFU_1

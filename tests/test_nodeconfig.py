@@ -9,7 +9,7 @@ from conftest import AFU_1, AFU_2, REGION_A, Completed, run_cli
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook import nodeconfig
-from fpga_crihook.errors import SettingsError
+from fpga_crihook.errors import ExitStatus, SettingsError
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
 
@@ -37,8 +37,9 @@ def _only_config(path: Path) -> dict[str, str]:
     return {"FPGA_CRIHOOK_CONFIG": str(path), "FPGA_CRIHOOK_SYSLOG": "off"}
 
 
-def _error_line(result: Completed) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
+def _error_line(result: Completed, status: int = 1) -> str:
+    """The one line of a failed run; an operator command fails with 1, the hook with *status*."""
+    assert result.returncode == status, result.stdout + result.stderr
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert "Traceback" not in line
@@ -127,7 +128,7 @@ def test_bad_config_file_is_one_line_naming_file_and_key(
 ) -> None:
     config = _write_config(tmp_path / "config.toml", text)
 
-    line = _error_line(run_cli(["prestart"], _only_config(config), "{}"))
+    line = _error_line(run_cli(["prestart"], _only_config(config), "{}"), ExitStatus.SETTINGS)
 
     assert line.startswith(f"fpga-crihook: config file {config}")
     assert words in line

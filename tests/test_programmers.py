@@ -13,7 +13,7 @@ from simnode import SimNode, add_card, write_gbs
 
 from fpga_crihook.bitstream import open_bitstream
 from fpga_crihook.devices import Port, port_from_sysfs_dir
-from fpga_crihook.errors import ProgrammingError
+from fpga_crihook.errors import DeviceError, ProgrammingError
 from fpga_crihook.programmers import (
     DFL_FPGA_FME_PORT_PR,
     DFL_PORT_PR_STRUCT,
@@ -148,13 +148,13 @@ def test_real_ioctl_on_a_regular_file_fails_cleanly(node: SimNode, lock_of: Lock
     assert (port.sysfs_dir / "afu_id").read_text().strip() == AFU_1
 
 
-def test_missing_fme_node_is_a_programming_error(node: SimNode, lock_of: LockOf) -> None:
+def test_missing_fme_node_is_a_device_error(node: SimNode, lock_of: LockOf) -> None:
     port = _port(node, "dfl")
     port.fme.device_node.unlink()
     path = write_gbs(node, REGION_A, AFU_2)
     with (
         open_bitstream(path, BitstreamKind.GBS, node.store) as bitstream,
-        pytest.raises(ProgrammingError, match="opening .*dfl-fme.0: ENOENT"),
+        pytest.raises(DeviceError, match="opening .*dfl-fme.0: ENOENT"),
     ):
         IoctlProgrammer(busy_limit(), ioctl=KernelCall()).program(port, bitstream, lock_of(port))
 

@@ -28,7 +28,13 @@ from simnode import SimCard, SimNode, add_card, gbs_bytes, gbs_metadata, state_j
 
 from fpga_crihook import cli, programmers
 from fpga_crihook.devices import port_from_sysfs_dir
-from fpga_crihook.errors import ProgrammingError
+from fpga_crihook.errors import (
+    DeviceBusyError,
+    DeviceError,
+    ExitStatus,
+    ProgrammingError,
+    SettingsError,
+)
 from fpga_crihook.hook import Outcome, ensure_port
 from fpga_crihook.plan import Assignment
 from fpga_crihook.programmers import (
@@ -160,7 +166,7 @@ def test_a_gbs_asking_for_user_clocks_is_refused_by_a_programmer_that_cannot_set
     world = _world(node, "dfl", clocks=(0, 312.5))
     programmer = make(world.card) if make else SimProgrammer(busy_limit(0.3))
 
-    with pytest.raises(ProgrammingError) as refused:
+    with pytest.raises(SettingsError) as refused:
         ensure_port(world.assignment, programmer, _with(world.settings, dry_run=dry_run))
 
     assert str(refused.value) == (
@@ -221,7 +227,7 @@ def test_a_device_held_by_another_process_stops_the_pr_after_the_busy_timeout(
     kernel = DriverStandIn(world.card)
 
     started = time.monotonic()
-    with pytest.raises(ProgrammingError) as refused:
+    with pytest.raises(DeviceBusyError) as refused:
         ensure_port(
             world.assignment, IoctlProgrammer(busy_limit(0.3), ioctl=kernel), world.settings
         )
@@ -296,7 +302,7 @@ def test_the_hook_stops_the_container_when_its_port_is_in_use(
 
     result = in_process_cli(["prestart"], env, state_json(bundle))  # the sim programmer
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.DEVICE_BUSY
     error = json.loads(result.stderr.splitlines()[-1])["error"]
     assert f"{node.devfs / 'dfl-port.0'} is in use by another process (EBUSY for 0.2 s)" in error
     assert world.card.ports[0].afu_id() == AFU_1
@@ -306,7 +312,7 @@ def test_a_dry_run_fails_when_the_port_node_cannot_be_opened(node: SimNode) -> N
     world = _world(node, "opae")
     (node.devfs / "intel-fpga-port.0").unlink()
 
-    with pytest.raises(ProgrammingError) as refused:
+    with pytest.raises(DeviceError) as refused:
         ensure_port(
             world.assignment, SimProgrammer(busy_limit(0.3)), _with(world.settings, dry_run=True)
         )

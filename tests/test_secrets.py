@@ -18,6 +18,8 @@ import pytest
 from conftest import AFU_1, AFU_2, REGION_A, REGION_B, RunHook
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
+from fpga_crihook.errors import ExitStatus
+
 SECRETS = [f"s3cr3t-{uuid.uuid4().hex}" for _ in range(5)]
 PLANTED = [
     f"SECRET_TOKEN={SECRETS[0]}",
@@ -111,30 +113,43 @@ def _not_annotated(world: World) -> str:
 
 
 Case = Callable[[World], str]
+_INPUT, _NO_BITSTREAM, _DEVICE = (
+    ExitStatus.CONTAINER_INPUT,
+    ExitStatus.NO_BITSTREAM,
+    ExitStatus.DEVICE,
+)
 
 # (id, how the world is set up, exit status without and with a dry run)
 CASES: list[tuple[str, Case, tuple[int, int]]] = [
     ("programmed", lambda w: w.env(*REQUEST), (0, 0)),
     ("skipped", _skip, (0, 0)),
     ("not-an-fpga-container", _not_annotated, (0, 0)),
-    ("missing-bitstream", _missing_bitstream, (1, 1)),
-    ("unhealthy-fme", _unhealthy, (1, 1)),
-    ("fme-node-missing", _fme_node_missing, (1, 1)),  # a dry run, too, opens the FME
-    ("invalid-afu-id", lambda w: w.env(REQUEST[0], "FPGA_AFU_1=nothex"), (1, 1)),
-    ("fpga-variable-without-equals", lambda w: w.env(REQUEST[0], "FPGA_AFU_1"), (1, 1)),
-    ("fpga-variable-twice", lambda w: w.env(*REQUEST, REQUEST[1]), (1, 1)),
-    ("region-without-afu", lambda w: w.env(REQUEST[0]), (1, 1)),
-    ("no-fpga-variables", lambda w: w.env(), (1, 1)),
-    ("other-region", lambda w: w.env(f"FPGA_REGION_1={REGION_B}", REQUEST[1]), (1, 1)),
-    ("env-entry-an-int", lambda w: w.process_env([*PLANTED, 42]), (1, 1)),
-    ("env-entry-an-object", lambda w: w.process_env([{"TOKEN": SECRETS[0]}, *PLANTED]), (1, 1)),
-    ("env-an-object", _env_as_object, (1, 1)),
-    ("env-a-string", lambda w: w.process_env(PLANTED[0]), (1, 1)),
-    ("process-a-string", lambda w: w.config({"process": PLANTED[0]}), (1, 1)),
-    ("devices-wrong-type", _devices_wrong_type, (1, 1)),
-    ("device-path-an-int", lambda w: w.process_env([*PLANTED, *REQUEST], [{"path": 5}]), (1, 1)),
-    ("config-not-json", _not_json_after_secret, (1, 1)),
-    ("config-not-utf8", _not_utf8_after_secret, (1, 1)),
+    ("missing-bitstream", _missing_bitstream, (_NO_BITSTREAM, _NO_BITSTREAM)),
+    ("unhealthy-fme", _unhealthy, (_DEVICE, _DEVICE)),
+    ("fme-node-missing", _fme_node_missing, (_DEVICE, _DEVICE)),  # a dry run, too, opens the FME
+    ("invalid-afu-id", lambda w: w.env(REQUEST[0], "FPGA_AFU_1=nothex"), (_INPUT, _INPUT)),
+    ("fpga-variable-without-equals", lambda w: w.env(REQUEST[0], "FPGA_AFU_1"), (_INPUT, _INPUT)),
+    ("fpga-variable-twice", lambda w: w.env(*REQUEST, REQUEST[1]), (_INPUT, _INPUT)),
+    ("region-without-afu", lambda w: w.env(REQUEST[0]), (_INPUT, _INPUT)),
+    ("no-fpga-variables", lambda w: w.env(), (_INPUT, _INPUT)),
+    ("other-region", lambda w: w.env(f"FPGA_REGION_1={REGION_B}", REQUEST[1]), (_DEVICE, _DEVICE)),
+    ("env-entry-an-int", lambda w: w.process_env([*PLANTED, 42]), (_INPUT, _INPUT)),
+    (
+        "env-entry-an-object",
+        lambda w: w.process_env([{"TOKEN": SECRETS[0]}, *PLANTED]),
+        (_INPUT, _INPUT),
+    ),
+    ("env-an-object", _env_as_object, (_INPUT, _INPUT)),
+    ("env-a-string", lambda w: w.process_env(PLANTED[0]), (_INPUT, _INPUT)),
+    ("process-a-string", lambda w: w.config({"process": PLANTED[0]}), (_INPUT, _INPUT)),
+    ("devices-wrong-type", _devices_wrong_type, (_INPUT, _INPUT)),
+    (
+        "device-path-an-int",
+        lambda w: w.process_env([*PLANTED, *REQUEST], [{"path": 5}]),
+        (_INPUT, _INPUT),
+    ),
+    ("config-not-json", _not_json_after_secret, (_INPUT, _INPUT)),
+    ("config-not-utf8", _not_utf8_after_secret, (_INPUT, _INPUT)),
 ]
 
 

@@ -18,6 +18,8 @@ import pytest
 from conftest import AFU_1, AFU_2, HOOK, REGION_A, run_cli, run_prestart_with_a_bug
 from simnode import SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
 
+from fpga_crihook.errors import ExitStatus
+
 HUNG = 30  # seconds: a run that takes this long is a hung run
 
 
@@ -88,15 +90,24 @@ def _fme_stays_locked(node: SimNode, tmp_path: Path) -> tuple[dict[str, str], st
     return node.quiet_env(FPGA_CRIHOOK_LOCK_DIR=str(locks)), _asking(node, tmp_path)[1]
 
 
-FAILURES: dict[str, tuple[Callable[[SimNode, Path], tuple[dict[str, str], str]], str]] = {
-    "bad setting": (_bad_setting, "Invalid value for '--programmer'"),
-    "settings refused": (_sim_on_real_sysfs, "the sim programmer only works on a simulated"),
-    "unreadable state": (_unreadable_state, "container state on stdin"),
-    "invalid request": (_invalid_request, "FPGA_AFU_1"),
-    "no FPGA port": (_no_fpga_port, "none of its linux.devices is an FPGA port"),
-    "missing bitstream": (_missing_bitstream, "no bitstream for region"),
-    "programming fails": (_programming_fails, "ENOTTY"),
-    "lock": (_fme_stays_locked, "cannot use the lock directory"),
+Failure = Callable[[SimNode, Path], tuple[dict[str, str], str]]
+FAILURES: dict[str, tuple[Failure, str, ExitStatus]] = {
+    "bad setting": (_bad_setting, "Invalid value for '--programmer'", ExitStatus.SETTINGS),
+    "settings refused": (
+        _sim_on_real_sysfs,
+        "the sim programmer only works on a simulated",
+        ExitStatus.SETTINGS,
+    ),
+    "unreadable state": (_unreadable_state, "container state on stdin", ExitStatus.CONTAINER_INPUT),
+    "invalid request": (_invalid_request, "FPGA_AFU_1", ExitStatus.CONTAINER_INPUT),
+    "no FPGA port": (
+        _no_fpga_port,
+        "none of its linux.devices is an FPGA port",
+        ExitStatus.CONTAINER_INPUT,
+    ),
+    "missing bitstream": (_missing_bitstream, "no bitstream for region", ExitStatus.NO_BITSTREAM),
+    "programming fails": (_programming_fails, "ENOTTY", ExitStatus.PROGRAMMING),
+    "lock": (_fme_stays_locked, "cannot use the lock directory", ExitStatus.SETTINGS),
 }
 
 
@@ -104,12 +115,12 @@ FAILURES: dict[str, tuple[Callable[[SimNode, Path], tuple[dict[str, str], str]],
 def test_a_failure_is_one_plain_line_and_nothing_else(
     node: SimNode, tmp_path: Path, family: str
 ) -> None:
-    make, words = FAILURES[family]
+    make, words, status = FAILURES[family]
     env, state = make(node, tmp_path)
 
     result = run_cli(["prestart"], env, state)
 
-    assert result.returncode == 1
+    assert result.returncode == status
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert line.startswith("fpga-crihook: ")
@@ -122,7 +133,7 @@ def test_a_failure_is_one_plain_line_and_nothing_else(
 def test_an_internal_error_is_one_plain_line_too(node: SimNode, tmp_path: Path) -> None:
     _, state = _asking(node, tmp_path)
     result = run_prestart_with_a_bug(node.quiet_env(), state)
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.INTERNAL
     assert result.stderr == ("fpga-crihook: internal error: ZeroDivisionError: division by zero\n")
 
 
@@ -132,7 +143,7 @@ def test_the_failure_event_still_goes_to_the_log_file(node: SimNode, tmp_path: P
 
     result = run_cli(["prestart"], node.quiet_env(FPGA_CRIHOOK_LOG_FILE=str(log_file)), state)
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.NO_BITSTREAM
     events = _events(log_file.read_text())
     assert [event["event"] for event in events] == ["hook started", "prestart failed"]
     assert events[-1]["error"] == result.stderr.removeprefix("fpga-crihook: ").rstrip("\n")
@@ -157,7 +168,7 @@ def test_an_explicit_log_setting_asks_for_the_events_on_stderr(
 
     result = run_cli([*options, "prestart"], env, state)
 
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.NO_BITSTREAM
     events = _events(result.stderr)  # every line JSON: no plain line after the events
     assert [event["event"] for event in events] == ["hook started", "prestart failed"]
     assert "no bitstream for region" in events[-1]["error"]
@@ -319,7 +330,7 @@ def test_a_broken_stderr_never_changes_the_exit_status(
         )
     finally:
         close()
-    assert result.returncode == (1 if fails else 0)
+    assert result.returncode == (ExitStatus.NO_BITSTREAM if fails else 0)
     assert port.afu_id() == (AFU_1 if fails else AFU_2)
     # With stderr closed, nothing meant for it landed in the next file opened.
     events = _events(log_file.read_text())

@@ -13,6 +13,8 @@ import pytest
 from conftest import AFU_1, AFU_2, AFU_3, REGION_A, REPO, Completed, run_cli
 from simnode import SimCard, SimNode, add_card, gbs_bytes, state_json, write_bundle, write_gbs
 
+from fpga_crihook.errors import ExitStatus
+
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
 STRANGER = 4242
 
@@ -29,8 +31,10 @@ def _world(node: SimNode, tmp_path: Path) -> tuple[SimCard, Path, str]:
     return card, gbs, state_json(bundle)
 
 
-def _error_line(result: Completed) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
+def _error_line(result: Completed, status: int = ExitStatus.BITSTREAM_REFUSED) -> str:
+    """The one line of a run refused for the store: the hook's status, or 1 for an operator
+    command."""
+    assert result.returncode == status, result.stdout + result.stderr
     [line] = result.stderr.splitlines()
     assert "Traceback" not in line
     return line
@@ -157,7 +161,7 @@ def test_install_refuses_a_store_directory_the_hook_would_refuse(
     source = tmp_path / "nlb_3.gbs"
     source.write_bytes(gbs_bytes(REGION_A, AFU_2))
 
-    line = _error_line(_install(node, source))
+    line = _error_line(_install(node, source), 1)
 
     assert line.startswith(f"fpga-crihook: {region} is writable by group or others (mode 0777)")
     assert line.endswith(f"(chmod go-w {region})")

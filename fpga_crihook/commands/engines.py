@@ -6,16 +6,27 @@ and only with CDI on. A hooks.d file outside CRI-O's ``hooks_dir``, or a CDI
 spec outside every reading engine's spec directories, is a hook that never
 runs: an error, as is containerd with CDI off. With no engine config on the
 node there is nothing to say here.
+
+Which runtime CRI-O runs containers with says where a failed hook's sentence
+goes: runc puts it into the pod's events; crun sends it to /dev/null (or to
+the file a ``run.oci.hooks.stderr`` annotation names) and reports only the
+exit status, so the sentence is in the journal and the log file.
 """
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from fpga_crihook import engineconfig
+from fpga_crihook import engineconfig, logs
 from fpga_crihook.commands import cdi
 from fpga_crihook.commands.check import HOOKS_DIRS, Finding, Level
-from fpga_crihook.engineconfig import ContainerdConfig, CrioConfig, Listed
+from fpga_crihook.engineconfig import ContainerdConfig, CrioConfig, CrioRuntime, Listed
+from fpga_crihook.nodeconfig import Setting
+
+# crun's annotation for a file that gets a hook's stderr; CRI-O 1.27.6, 1.28.6, 1.29.4 and
+# 1.30 on drop every run.oci. annotation unless the handler's allowed_annotations lists this.
+HOOKS_STDERR_ANNOTATION = "run.oci.hooks.stderr"
+RUN_OCI_PREFIX = "run.oci."
 
 
 def hooks_dirs_to_search(crio: CrioConfig | None) -> list[Path]:
@@ -69,6 +80,86 @@ def _crio_findings(crio: CrioConfig) -> Iterator[Finding]:
         f"CRI-O reads hooks.d files from {_listed(crio.hooks_dir, 'hooks_dir', crio)} and CDI "
         f"specs from {_listed(crio.cdi_spec_dirs, 'cdi_spec_dirs', crio)}",
     )
+
+
+def runtime_findings(crio: CrioConfig | None, in_force: list[Setting]) -> list[Finding]:
+    """Which runtime CRI-O runs containers with and where, under it, a failed hook's sentence
+    goes: a warning when it would go nowhere."""
+    if crio is None:
+        return []
+    runtime = crio.runtime
+    if runtime.name is None:
+        files = _joined(crio.files)
+        return [
+            _under_crun(
+                runtime,
+                in_force,
+                f"CRI-O's config ({files}) sets no default_runtime, so CRI-O's own default "
+                "runs containers: runc up to CRI-O 1.30 (a failed hook's line reaches the "
+                "pod's events), crun from 1.31 (`crio version` tells the release). Under crun",
+            )
+        ]
+    named = f"default_runtime {runtime.name!r} in {runtime.source}"
+    if runtime.runtime_path is not None:
+        named += f", runtime_path {runtime.runtime_path}"
+    if runtime.program == "runc":
+        return [
+            Finding(
+                Level.OK,
+                f"CRI-O runs containers with runc ({named}): a failed hook's line reaches the "
+                "pod's events",
+            )
+        ]
+    if runtime.program == "crun":
+        return [_under_crun(runtime, in_force, f"CRI-O runs containers with crun ({named}):")]
+    places = " and ".join(_sentence_places(in_force)) or "neither the journal nor a log file"
+    return [
+        Finding(
+            Level.OK,
+            f"CRI-O runs containers with {runtime.program} ({named}), neither runc nor crun: "
+            "whether a failed hook's line reaches the pod's events is up to it; the exit "
+            "status says the class of failure (`fpga-crihook prestart --help`), and the line "
+            f"is in {places}",
+        )
+    ]
+
+
+def _under_crun(runtime: CrioRuntime, in_force: list[Setting], opening: str) -> Finding:
+    places = _sentence_places(in_force)
+    if RUN_OCI_PREFIX in runtime.allowed_annotations:
+        annotation = (
+            f"a pod may also name a file for it in its {HOOKS_STDERR_ANNOTATION} annotation "
+            f"(the handler's allowed_annotations lets {RUN_OCI_PREFIX} through)"
+        )
+    else:
+        annotation = (
+            f"a pod's {HOOKS_STDERR_ANNOTATION} annotation, naming a file for it, reaches "
+            f"the runtime only if the handler's allowed_annotations lists {RUN_OCI_PREFIX!r} "
+            "(CRI-O 1.27.6, 1.28.6, 1.29.4, 1.30 and later)"
+        )
+    opening += (
+        " a failed hook's line does not reach the pod's events, only its exit status "
+        "(`fpga-crihook prestart --help` says what each means)"
+    )
+    if not places:
+        return Finding(
+            Level.WARNING,
+            f"{opening}, and its sentence goes nowhere: syslog is off or {logs.DEV_LOG} is "
+            "no socket, and no log-file is set (set log-file in the node config file); "
+            f"{annotation}",
+        )
+    return Finding(Level.OK, f"{opening}; the line is in {' and '.join(places)}; {annotation}")
+
+
+def _sentence_places(in_force: list[Setting]) -> list[str]:
+    """Where the hook's events go with these settings: the journal, the log file."""
+    values = {setting.key: setting.value for setting in in_force}
+    places = []
+    if logs.syslog_address(values.get("syslog", logs.SYSLOG_AUTO)) is not None:
+        places.append(f"the journal (journalctl -t {logs.IDENTIFIER} -p err)")
+    if values.get("log-file") is not None:
+        places.append(f"the log file {values['log-file']}")
+    return places
 
 
 def _containerd_findings(containerd: ContainerdConfig) -> Iterator[Finding]:
