@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-# What setuptools builds the wheel from (pyproject.toml names the readme and the package).
-SOURCES = ("pyproject.toml", "README.md", "fpga_crihook")
+# What setuptools builds the wheel from (pyproject.toml names the readme, the license file and
+# the package).
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "fpga_crihook")
 STAMP = ".fpga-crihook-source"  # in the venv: the digest of the sources it was built from
 
 

@@ -106,7 +106,7 @@ def build_payload(workdir: Path) -> Path:
     _require_payload_builder()
     project = workdir / "project"  # a copy: the build writes build/ into its source
     project.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO / name, project / name)
     shutil.copytree(
         REPO / "fpga_crihook",
