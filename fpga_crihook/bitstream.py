@@ -19,12 +19,11 @@ import dataclasses
 import hashlib
 import mmap
 import os
-import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from fpga_crihook import gbs
+from fpga_crihook import files, gbs
 from fpga_crihook.errors import BitstreamError
 from fpga_crihook.gbs import GBS_HEADER, GBS_MAGIC, MAX_METADATA_BYTES, GbsMetadata
 from fpga_crihook.store import BitstreamKind, open_entry
@@ -415,10 +414,8 @@ def open_regular_file(path: Path, store: Path | None) -> int:
     if store is not None:
         return open_entry(store, path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        return files.open_regular(path, follow_links=True)
+    except files.NotRegularFile:
+        raise BitstreamError(f"{path} is not a regular file") from None
     except OSError as error:
         raise BitstreamError(f"cannot open {path}: {error.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise BitstreamError(f"{path} is not a regular file")
-    return fd
