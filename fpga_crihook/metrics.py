@@ -270,8 +270,10 @@ def _bucket(seconds: float) -> int:
 
 @contextlib.contextmanager
 def _locked(dir_fd: int, path: Path, deadline: Deadline | None) -> Iterator[None]:
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    fd = os.open(path.name, flags, 0o600, dir_fd=dir_fd)
+    try:
+        fd = files.open_regular(path.name, os.O_RDWR | os.O_CREAT, dir_fd=dir_fd)
+    except files.NotRegularFile:
+        raise _Skipped(f"{path} is not a regular file: remove it") from None
     try:
         run = deadline if deadline is not None else Deadline.start(LOCK_TIMEOUT)
         countdown = TimeLimit(LOCK_TIMEOUT, run).start()
