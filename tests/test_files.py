@@ -17,11 +17,8 @@ import pytest
 from fpga_crihook import files, jsondocs
 from fpga_crihook.bitstream import open_regular_file
 from fpga_crihook.commands.check import check_file
-from fpga_crihook.devices import Driver, Fme
-from fpga_crihook.errors import BitstreamError, LockError
+from fpga_crihook.errors import BitstreamError
 from fpga_crihook.jsondocs import MAX_FILE_BYTES
-from fpga_crihook.locking import fme_lock
-from fpga_crihook.settings import Settings
 
 
 @contextlib.contextmanager
@@ -177,17 +174,3 @@ def test_a_bitstream_named_by_hand_is_read_through_a_link_but_not_from_a_fifo(
 
     with _no_hang(), pytest.raises(BitstreamError, match=f"^{fifo} is not a regular file$"):
         open_regular_file(fifo, None)
-
-
-def test_a_lock_file_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
-    os.mkfifo(tmp_path / "dfl-fme.3.lock")
-    fme = Fme(Driver.DFL, "dfl-fme.3", tmp_path, Path("/nonexistent"))
-
-    with (
-        _no_hang(),
-        pytest.raises(
-            LockError, match=r"the lock file .*dfl-fme.3.lock is not a regular file: remove it"
-        ),
-        fme_lock(fme, tmp_path, Settings(lock_timeout=0).lock_limit),
-    ):
-        pass
