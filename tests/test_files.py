@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from fpga_crihook import files, jsondocs
-from fpga_crihook.bitstream import open_regular_file
 from fpga_crihook.commands.check import check_file
 from fpga_crihook.errors import BitstreamError
 from fpga_crihook.jsondocs import MAX_FILE_BYTES
+from fpga_crihook.snapshot import open_regular_file
 
 
 @contextlib.contextmanager
