@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fpga_crihook import files
 
@@ -29,6 +29,13 @@ MAX_DEPTH = 64
 
 class JsonProblem(ValueError):
     """Why bytes are not a JSON document, as the end of a sentence ("is not UTF-8 ...")."""
+
+
+class SchemaProblem(NamedTuple):
+    """One way a document breaks a JSON Schema, in jsonschema's words."""
+
+    where: str  # the path to the value, "hook/timeout", or "top level"
+    message: str  # "'1.0.0' was expected"
 
 
 def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -140,3 +147,16 @@ def schema_validator(name: str) -> "Validator":
         .read_text(encoding="utf-8")
     )
     return Draft202012Validator(schema)
+
+
+def schema_problems(name: str, document: Any) -> list[SchemaProblem]:
+    """Every way *document* breaks ``schemas/<name>.schema.json``, in the order of where."""
+    errors = sorted(
+        schema_validator(name).iter_errors(document), key=lambda error: list(error.absolute_path)
+    )
+    return [
+        SchemaProblem(
+            "/".join(str(part) for part in error.absolute_path) or "top level", error.message
+        )
+        for error in errors
+    ]
