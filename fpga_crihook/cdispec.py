@@ -1,4 +1,4 @@
-"""CDI specs (DESIGN.md section 2): the documents CDI runtimes read from /etc/cdi and /var/run/cdi.
+"""CDI specs: the documents CDI runtimes read from /etc/cdi and /var/run/cdi.
 
 What fpga-crihook reads and writes of a spec is modelled: its ``cdiVersion``
 and ``kind``, its devices by name, and the ``containerEdits`` (the spec's own

@@ -1,4 +1,4 @@
-"""hooks.d files (DESIGN.md section 1): how CRI-O and podman are told to run the hook.
+"""hooks.d files: how CRI-O and podman are told to run the hook.
 
 A hooks.d file names a program (``hook``), when to run it (``when``: every
 condition must hold) and at which ``stages``. Format 1.0.0's contract is the

@@ -1,9 +1,13 @@
 """CDI specs as models: generated, read back (JSON and YAML), and read whatever their version."""
 
 from pathlib import Path
+from typing import Any
 
+import hypothesis
 import pytest
 from conftest import AFU_1, HOOK, REGION_A, run_cli
+from hypothesis import given
+from hypothesis import strategies as st
 from simnode import SimNode, add_card
 
 from fpga_crihook import cdispec, jsondocs
@@ -82,3 +86,34 @@ def test_only_an_object_with_a_cdi_version_is_a_spec() -> None:
     assert cdispec.is_spec({"cdiVersion": None})
     assert not cdispec.is_spec({"version": "1.0.0"})
     assert not cdispec.is_spec([{"cdiVersion": "0.5.0"}])
+
+
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+_KEYS = st.sampled_from(
+    (
+        *("cdiVersion", "kind", "devices", "containerEdits", "deviceNodes", "hooks", "name"),
+        *("path", "hostPath", "hookName", "args", "env", "timeout", "x"),
+    )
+)
+# Objects shaped like specs: their keys mostly the spec's own, at every depth.
+_SPEC_LIKE = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=6),
+    max_leaves=40,
+)
+
+
+@hypothesis.settings(max_examples=300, database=None, deadline=None)
+@given(document=st.dictionaries(_KEYS, _SPEC_LIKE | _JSON, max_size=6))
+def test_any_object_with_a_cdi_version_reads_into_a_spec(document: dict[str, Any]) -> None:
+    document.setdefault("cdiVersion", "0.7.0")
+
+    spec = cdispec.parse(document)
+
+    assert len(spec.hooks()) >= len(spec.container_edits.hooks)
+    assert all(isinstance(name, str) for name in spec.device_names)
