@@ -764,8 +764,7 @@ def cdi_generate(
         click.echo(text, nl=False)
         return
     specs.write_atomically(text, output)
-    devices = ", ".join(device["name"] for device in spec["devices"])
-    _echo(f"wrote {output}: kind {spec['kind']}, devices {devices}")
+    _echo(f"wrote {output}: kind {spec.kind}, devices {', '.join(spec.device_names)}")
 
 
 def _echo(output: str | dict[str, Any]) -> None:

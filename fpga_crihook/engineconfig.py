@@ -35,9 +35,9 @@ a :class:`Problem` of the result, for the caller to report.
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from fpga_crihook import jsondocs
 
@@ -57,6 +57,9 @@ CONTAINERD_CRI_PLUGINS = frozenset(
 )
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_FILES = 256  # a drop-in directory or an import list longer than this is not a config
+
+# A TOML table as decoded: each value is checked for its type where it is read.
+Table = Mapping[str, object]
 
 
 class Problem(NamedTuple):
@@ -122,8 +125,8 @@ def read_crio(config: Path = CRIO_CONFIG, config_dir: Path = CRIO_CONFIG_DIR) ->
     if len(files) > MAX_CONFIG_FILES:
         problems.append(Problem(config_dir, f"holds more than {MAX_CONFIG_FILES} files"))
         files = files[:MAX_CONFIG_FILES]
-    settings: dict[str, tuple[Any, Path]] = {}
-    handlers: dict[str, Any] = {}
+    settings: dict[str, tuple[object, Path]] = {}
+    handlers: dict[str, object] = {}
     for path in files:
         document = _load(path, problems)
         runtime = _table(_table(document, "crio", path, problems), "runtime", path, problems)
@@ -141,7 +144,7 @@ def read_crio(config: Path = CRIO_CONFIG, config_dir: Path = CRIO_CONFIG_DIR) ->
 
 
 def _runtime(
-    setting: tuple[Any, Path] | None, handlers: dict[str, Any], problems: list[Problem]
+    setting: tuple[object, Path] | None, handlers: Table, problems: list[Problem]
 ) -> CrioRuntime:
     if setting is None:
         return CrioRuntime(None, None, None, ())
@@ -149,8 +152,7 @@ def _runtime(
     if not isinstance(name, str) or not name:
         problems.append(Problem(source, f"sets default_runtime to {name!r}, not a handler's name"))
         return CrioRuntime(None, None, None, ())
-    handler = handlers.get(name)
-    table = handler if isinstance(handler, dict) else {}
+    table = _as_table(handlers.get(name))
     runtime_path = table.get("runtime_path")
     return CrioRuntime(
         name,
@@ -173,14 +175,13 @@ def read_containerd(config: Path = CONTAINERD_CONFIG) -> ContainerdConfig | None
         problems.append(
             Problem(source or config, f"sets enable_cdi to {enable_cdi!r}, not true or false")
         )
-        enable_cdi = None
     dirs = cri.get("cdi_spec_dirs")
     return ContainerdConfig(
         files=tuple(files),
         version=version,
         cri_table=cri_table,
         cri_disabled=bool(CONTAINERD_CRI_PLUGINS & set(disabled)),
-        enable_cdi=enable_cdi,
+        enable_cdi=enable_cdi if isinstance(enable_cdi, bool) else None,
         cdi_spec_dirs=_directories(
             None if dirs is None else (dirs, source or config), DEFAULT_CDI_SPEC_DIRS, problems
         ),
@@ -190,13 +191,14 @@ def read_containerd(config: Path = CONTAINERD_CONFIG) -> ContainerdConfig | None
 
 def _containerd_files(
     config: Path, problems: list[Problem]
-) -> tuple[list[Path], int, list[str], dict[str, tuple[dict[str, Any], Path]]]:
+) -> tuple[list[Path], int, list[str], dict[str, tuple[Table, Path]]]:
     """Every file read (the config, then its imports, breadth first), the config version,
     the disabled plugins, and each plugin's table with the file it came from."""
     files: list[Path] = []
     pending = [config]
-    version, disabled = 1, []
-    plugins: dict[str, tuple[dict[str, Any], Path]] = {}
+    version: object = 1
+    disabled: list[str] = []
+    plugins: dict[str, tuple[Table, Path]] = {}
     while pending and len(files) < MAX_CONFIG_FILES:
         path = pending.pop(0)
         if path in files:
@@ -206,7 +208,7 @@ def _containerd_files(
         version = document.get("version") or version  # the last file that sets one wins
         disabled += _strings(document.get("disabled_plugins"))
         for name, table in _table(document, "plugins", path, problems).items():
-            plugins[name] = (table if isinstance(table, dict) else {}, path)
+            plugins[name] = (_as_table(table), path)
         pending += _imports(path, document.get("imports", []))
     if not isinstance(version, int) or isinstance(version, bool):
         problems.append(Problem(config, f"sets version to {version!r}, not 1, 2 or 3"))
@@ -214,11 +216,11 @@ def _containerd_files(
     return files, version, disabled, plugins
 
 
-def _strings(value: Any) -> list[str]:
+def _strings(value: object) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
-def _imports(parent: Path, imports: Any) -> list[Path]:
+def _imports(parent: Path, imports: object) -> list[Path]:
     import glob  # noqa: PLC0415 (the hook imports this module's constants only)
 
     found: list[Path] = []
@@ -250,7 +252,7 @@ def _drop_in_files(directory: Path) -> Iterator[Path]:
             yield path
 
 
-def _load(path: Path, problems: list[Problem]) -> dict[str, Any]:
+def _load(path: Path, problems: list[Problem]) -> Table:
     """The TOML document in *path*, or an empty one and a problem saying why."""
     import tomllib  # noqa: PLC0415 (only check and the installer read TOML here)
 
@@ -270,9 +272,7 @@ def _load(path: Path, problems: list[Problem]) -> dict[str, Any]:
     return {}
 
 
-def _table(
-    document: dict[str, Any], key: str, path: Path, problems: list[Problem]
-) -> dict[str, Any]:
+def _table(document: Table, key: str, path: Path, problems: list[Problem]) -> Table:
     value = document.get(key, {})
     if isinstance(value, dict):
         return value
@@ -280,8 +280,13 @@ def _table(
     return {}
 
 
+def _as_table(value: object) -> Table:
+    """*value* if it is a table, else an empty one (the engine finds nothing in it either)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _directories(
-    setting: tuple[Any, Path] | None, default: tuple[Path, ...], problems: list[Problem]
+    setting: tuple[object, Path] | None, default: tuple[Path, ...], problems: list[Problem]
 ) -> Listed:
     if setting is None:
         return Listed(default, None)
@@ -292,7 +297,7 @@ def _directories(
     return Listed(tuple(Path(item) for item in value), path)
 
 
-def _is_path(item: Any) -> bool:
+def _is_path(item: object) -> bool:
     return isinstance(item, str) and bool(item) and "\n" not in item and "\0" not in item
 
 

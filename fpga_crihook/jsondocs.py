@@ -5,14 +5,16 @@ metadata, hooks.d files); each caller puts the reason into its own error
 class and names the document.
 """
 
+import errno
 import functools
 import json
 import math
 import os
-import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from fpga_crihook import files
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -29,21 +31,31 @@ class JsonProblem(ValueError):
     """Why bytes are not a JSON document, as the end of a sentence ("is not UTF-8 ...")."""
 
 
+class SchemaProblem(NamedTuple):
+    """One way a document breaks a JSON Schema, in jsonschema's words."""
+
+    where: str  # the path to the value, "hook/timeout", or "top level"
+    message: str  # "'1.0.0' was expected"
+
+
 def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of a document file of at most *limit* bytes.
 
-    Only a regular file is read, and it is opened without blocking: a FIFO
-    (or a device) in its place is :class:`JsonProblem`, never a hang. Errors
-    opening or reading it are :class:`OSError`.
+    Only a regular file is read, and it is opened without blocking
+    (:func:`fpga_crihook.files.open_regular`), following a link (these are
+    the operator's or the runtime's files, found where they put them): a
+    FIFO (or a device) in its place is :class:`JsonProblem`, never a hang.
+    Errors opening or reading it, a directory in its place included, are
+    :class:`OSError`.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with open(fd, "rb") as stream:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise JsonProblem("is not a regular file")
-        raw = stream.read(limit + 1)
-    if len(raw) > limit:
-        raise JsonProblem(f"is larger than {limit} bytes")
-    return raw
+    try:
+        return files.read_regular(path, limit, follow_links=True)
+    except files.NotRegularFile as refused:
+        if refused.is_directory:  # said as the system says it, as for any file read
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)) from None
+        raise JsonProblem("is not a regular file") from None
+    except files.TooLarge as problem:
+        raise JsonProblem(str(problem)) from None
 
 
 def decode(raw: bytes) -> Any:
@@ -135,3 +147,16 @@ def schema_validator(name: str) -> "Validator":
         .read_text(encoding="utf-8")
     )
     return Draft202012Validator(schema)
+
+
+def schema_problems(name: str, document: Any) -> list[SchemaProblem]:
+    """Every way *document* breaks ``schemas/<name>.schema.json``, in the order of where."""
+    errors = sorted(
+        schema_validator(name).iter_errors(document), key=lambda error: list(error.absolute_path)
+    )
+    return [
+        SchemaProblem(
+            "/".join(str(part) for part in error.absolute_path) or "top level", error.message
+        )
+        for error in errors
+    ]

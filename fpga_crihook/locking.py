@@ -21,7 +21,6 @@ still waits for that.
 import contextlib
 import fcntl
 import os
-import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import NamedTuple
 
 import structlog
 
-from fpga_crihook import trust
+from fpga_crihook import files, trust
 from fpga_crihook.deadline import Countdown, TimeLimit
 from fpga_crihook.devices import Fme
 from fpga_crihook.errors import DeviceError, LockError
@@ -161,15 +160,12 @@ def _acquire_guard(fme: Fme, path: Path, countdown: Countdown) -> int:
 
 
 def _open_lock_file(dir_fd: int, path: Path) -> int:
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
-        fd = os.open(path.name, flags, 0o600, dir_fd=dir_fd)
+        return files.open_regular(path.name, os.O_RDWR | os.O_CREAT, dir_fd=dir_fd)
+    except files.NotRegularFile:
+        raise LockError(f"the lock file {path} is not a regular file: remove it") from None
     except OSError as error:
         raise LockError(f"cannot create the lock file {path}: {error.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise LockError(f"the lock file {path} is not a regular file: remove it")
-    return fd
 
 
 def _announce_wait(fme: Fme, path: Path) -> float:

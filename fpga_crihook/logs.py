@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 import structlog
 
+from fpga_crihook import files
+
 if TYPE_CHECKING:
     from logging.handlers import SysLogHandler
 
@@ -98,12 +100,8 @@ class _LogFile:
         O_NONBLOCK: a FIFO without a reader fails at once (ENXIO) instead of
         holding the container's start forever.
         """
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
-        fd = os.open(path, flags | os.O_NONBLOCK, 0o640)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OSError(0, "it is not a regular file")
-        return cls(path, fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        return cls(path, files.open_regular(path, flags, mode=0o640))
 
     def write(self, line: str) -> OSError | None:
         """Append *line*; on failure stop writing the file and return the error."""

@@ -23,7 +23,6 @@ import fcntl
 import json
 import os
 import re
-import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any, NamedTuple
 
 import structlog
 
-from fpga_crihook import jsondocs, trust
+from fpga_crihook import files, jsondocs, trust
 from fpga_crihook.deadline import Deadline, TimeLimit
 
 PROM_FILE = "fpga_crihook.prom"
@@ -174,17 +173,18 @@ def _load_or_set_aside(dir_fd: int, directory: Path) -> dict[str, PortStats]:
 def _read_state(dir_fd: int) -> dict[str, PortStats]:
     """The totals in the state file of the directory open at *dir_fd*; none when it is
     missing. :class:`_Unusable` when it is not a state file this module wrote."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(STATE_FILE, flags, dir_fd=dir_fd)
+        fd = files.open_regular(STATE_FILE, dir_fd=dir_fd)
     except FileNotFoundError:
         return {}
+    except files.NotRegularFile:
+        raise _Unusable("it is not a regular file") from None
     except OSError as error:  # ELOOP: a symlink
         raise _Unusable(f"it cannot be opened: {error.strerror}") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _Unusable("it is not a regular file")
-        data = os.read(fd, MAX_STATE_BYTES + 1)
+        data = files.read_at_most(fd, MAX_STATE_BYTES)
+    except files.TooLarge:
+        raise _Unusable(f"it is larger than {MAX_STATE_BYTES} bytes") from None
     except OSError as error:
         raise _Unusable(f"it cannot be read: {error.strerror}") from None
     finally:
@@ -270,8 +270,10 @@ def _bucket(seconds: float) -> int:
 
 @contextlib.contextmanager
 def _locked(dir_fd: int, path: Path, deadline: Deadline | None) -> Iterator[None]:
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    fd = os.open(path.name, flags, 0o600, dir_fd=dir_fd)
+    try:
+        fd = files.open_regular(path.name, os.O_RDWR | os.O_CREAT, dir_fd=dir_fd)
+    except files.NotRegularFile:
+        raise _Skipped(f"{path} is not a regular file: remove it") from None
     try:
         run = deadline if deadline is not None else Deadline.start(LOCK_TIMEOUT)
         countdown = TimeLimit(LOCK_TIMEOUT, run).start()
@@ -316,8 +318,6 @@ def _state_bytes(ports: dict[str, PortStats]) -> bytes:
 
 
 def _parse_state(data: bytes) -> dict[str, PortStats]:
-    if len(data) > MAX_STATE_BYTES:
-        raise _Unusable(f"it is larger than {MAX_STATE_BYTES} bytes")
     try:
         document = jsondocs.decode(data)
     except jsondocs.JsonProblem as problem:

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import click
 from click.core import ParameterSource
 
-from fpga_crihook import trust
+from fpga_crihook import files, trust
 from fpga_crihook.errors import SettingsError
 
 DEFAULT_PATH = Path("/etc/fpga-crihook/config.toml")
@@ -99,10 +99,11 @@ def load_defaults(context: click.Context, path: Path, named_by: Origin) -> None:
 def read(path: Path) -> dict[str, Any] | None:
     """The TOML document in *path*, or ``None`` when there is no such file."""
     try:
-        # O_NOFOLLOW: a symlink is refused; O_NONBLOCK: a FIFO cannot hang the hook.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = files.open_regular(path)  # a symlink is refused; a FIFO cannot hang the hook
     except FileNotFoundError:
         return None
+    except files.NotRegularFile:
+        raise SettingsError(f"config file {path} is not a regular file") from None
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise SettingsError(

@@ -17,19 +17,19 @@ the check and the read. The store root itself is opened as the setting names
 it, following a link: it, and the directories above it, are the operator's.
 """
 
+import contextlib
 import enum
 import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from fpga_crihook import trust
+from fpga_crihook import files, trust
 from fpga_crihook.errors import BitstreamError
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class BitstreamKind(enum.StrEnum):
@@ -78,14 +78,12 @@ def open_entry(store: Path, path: Path) -> int:
     parts = _parts_below(store, path)
     dir_fd = open_directory(store, parts[:-1])
     try:
-        fd = _open_below(dir_fd, parts[-1], path, store, _FILE)
+        with _opening_below(dir_fd, parts[-1], path, store):
+            fd = files.open_regular(parts[-1], dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
     try:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
-            raise BitstreamError(f"{path} is not a regular file")
-        _require_trusted(status, path)
+        _require_trusted(os.fstat(fd), path)
     except BaseException:
         os.close(fd)
         raise
@@ -104,7 +102,8 @@ def open_directory(store: Path, parts: Sequence[str]) -> int:
         _require_trusted(os.fstat(dir_fd), store)
         for part in parts:
             path = path / part
-            below = _open_below(dir_fd, part, path, store, _DIRECTORY | os.O_NOFOLLOW)
+            with _opening_below(dir_fd, part, path, store):
+                below = os.open(part, _DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
             os.close(dir_fd)
             dir_fd = below
             _require_trusted(os.fstat(dir_fd), path)
@@ -124,9 +123,14 @@ def _parts_below(store: Path, path: Path) -> tuple[str, ...]:
     return parts
 
 
-def _open_below(dir_fd: int, name: str, path: Path, store: Path, flags: int) -> int:
+@contextlib.contextmanager
+def _opening_below(dir_fd: int, name: str, path: Path, store: Path) -> Iterator[None]:
+    """Say why *name* in the directory open at *dir_fd* (the store's *path*) cannot be
+    opened: a link, no regular file, or the system's reason."""
     try:
-        return os.open(name, flags, dir_fd=dir_fd)
+        yield
+    except files.NotRegularFile:
+        raise BitstreamError(f"{path} is not a regular file") from None
     except OSError as error:
         if error.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(dir_fd, name):
             raise BitstreamError(

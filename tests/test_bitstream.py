@@ -23,7 +23,7 @@ from simnode import (
     write_gbs,
 )
 
-from fpga_crihook import aocx, bitstream
+from fpga_crihook import aocx, snapshot
 from fpga_crihook.bitstream import (
     detect_kind,
     inspect_bitstream,
@@ -433,7 +433,7 @@ def test_a_store_file_truncated_while_it_is_open_kills_nothing(node: SimNode) ->
 
 def _change_after_the_first_read(monkeypatch: pytest.MonkeyPatch, path: Path, change: str) -> None:
     """The file changes between two of the reads that take its snapshot."""
-    read = bitstream._read_into
+    read = snapshot._read_into
     changed: list[str] = []
 
     def read_a_little_then_change(fd: int, target: memoryview, source: Path) -> int:
@@ -453,7 +453,7 @@ def _change_after_the_first_read(monkeypatch: pytest.MonkeyPatch, path: Path, ch
                     store_file.write(b"overwrite!")
         return count
 
-    monkeypatch.setattr(bitstream, "_read_into", read_a_little_then_change)
+    monkeypatch.setattr(snapshot, "_read_into", read_a_little_then_change)
 
 
 @pytest.mark.parametrize(

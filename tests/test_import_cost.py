@@ -23,7 +23,12 @@ from simnode import SimCard, SimNode, add_card, gbs_bytes, state_json, write_bun
 
 HEAVY = ("jsonschema", "elftools", "fpga_crihook.fpgaconf")
 # A port that holds its AFU needs the store's layout, not the file formats.
-NOT_ON_SKIP = ("fpga_crihook.bitstream", "fpga_crihook.gbs", "fpga_crihook.aocx")
+NOT_ON_SKIP = (
+    "fpga_crihook.bitstream",
+    "fpga_crihook.snapshot",
+    "fpga_crihook.gbs",
+    "fpga_crihook.aocx",
+)
 NOT_ON_NOOP = (
     "fpga_crihook.hook",
     "fpga_crihook.bitstream",

@@ -316,6 +316,31 @@ def test_the_wait_for_the_metrics_lock_ends_with_the_runs_deadline(tmp_path: Pat
     assert not (tmp_path / metrics.PROM_FILE).exists()
 
 
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_a_metrics_lock_file_that_is_no_regular_file_skips_the_count_with_a_warning(
+    tmp_path: Path, kind: str
+) -> None:
+    stream = io.StringIO()
+    logs.configure("info", logs.LogFormat.JSON, None, stream=stream, syslog="off")
+    lock_file = tmp_path / metrics.LOCK_FILE
+    if kind == "fifo":
+        os.mkfifo(lock_file)
+    else:
+        lock_file.symlink_to(tmp_path / "elsewhere")
+
+    metrics.record(tmp_path, [metrics.PortOutcome("dfl-port.0", "skipped")])
+
+    [event] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert event["event"] == "cannot write the metrics: this run is not counted"
+    reason = {
+        "fifo": f"{lock_file} is not a regular file: remove it",
+        "symlink": "Too many levels of symbolic links",
+    }[kind]
+    assert event["reason"] == reason
+    assert not (tmp_path / metrics.PROM_FILE).exists()
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def _good_port(**fields: object) -> dict[str, object]:
     entry: dict[str, object] = {
         "counts": {"programmed": 1, "skipped": 0, "failed": 0},
@@ -345,6 +370,7 @@ HOSTILE_STATES = {
     "ports as a list": _hostile_json([_good_port()]),
     "too many ports": _hostile_json({f"dfl-port.{n}": _good_port() for n in range(5000)}),
     "not JSON": b"\xff\xfe{",
+    "larger than its limit": b" " * (metrics.MAX_STATE_BYTES + 1),
 }
 
 

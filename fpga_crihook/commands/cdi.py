@@ -19,28 +19,24 @@ writes; podman 4.1+, containerd 1.7+ and CRI-O read it) before it is written.
 """
 
 import enum
-import json
 import math
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from fpga_crihook import jsondocs
+from fpga_crihook import cdispec
 from fpga_crihook.commands.devices import scan
 from fpga_crihook.devices import find_port_by_name, port_from_sysfs_dir
 from fpga_crihook.errors import DeviceError, HookError
 from fpga_crihook.nodeconfig import DEFAULT_PATH, ENV_VAR, ConfigFile, Origin, Setting
 from fpga_crihook.settings import Settings
 
-CDI_VERSION = "0.5.0"
-KIND = "intel.com/fpga"
-INTEL_KIND = "intel.cdi.k8s.io/fpga"  # what Intel's FPGA device plugin writes
-FPGA_KINDS = (KIND, INTEL_KIND)
+PROGRAM = "fpga-crihook"
 DROP_IN = "intel-fpga-crihook"  # the program Intel's spec names
-OUR_PROGRAMS = ("fpga-crihook", DROP_IN)
+OUR_PROGRAMS = (PROGRAM, DROP_IN)
 CDI_ARGUMENT = "--cdi"
 ALL_PORTS = "all"
 HOOK_NAME = "createRuntime"
@@ -51,7 +47,6 @@ HOOK_ARGS = ("fpga-crihook", "createRuntime", CDI_ARGUMENT)
 # shipped hooks.d timeout (90 s).
 HOOK_TIMEOUT_MARGIN = 10
 PERMISSIONS = "rw"  # the container uses the port; it never creates device nodes
-PROGRAM = "fpga-crihook"
 CONTAINER_DEVFS = Path("/dev")
 SPEC_SUFFIXES = (".json", ".yaml")  # the only files CDI runtimes read from their directories
 # Either one set puts the hook's events on stderr, which runc pastes into a failed pod's
@@ -75,22 +70,10 @@ class PortNode(NamedTuple):
     minor: int
 
 
-class SpecHook(NamedTuple):
-    """A hook in a CDI spec, and where: the spec-wide edits or one device's."""
-
-    where: str
-    hook: dict[str, Any]
-
-    @property
-    def program(self) -> str:
-        """The file name of the hook's executable."""
-        return os.path.basename(str(self.hook.get("path", "")))
-
-
 class Generated(NamedTuple):
     """The spec, and notes for the operator about ports left out of it."""
 
-    spec: dict[str, Any]
+    spec: cdispec.Spec
     notes: list[str]
 
 
@@ -104,21 +87,16 @@ def generate(
             f"no FPGA ports under {settings.sysfs}: a CDI spec needs at least one device"
             + (f" ({'; '.join(notes)})" if notes else "")
         )
-    spec = {
-        "cdiVersion": CDI_VERSION,
-        "kind": KIND,
-        "devices": [
-            *({"name": node.name, "containerEdits": _edits([node])} for node in nodes),
-            {"name": ALL_PORTS, "containerEdits": _edits(nodes)},
-        ],
-        "containerEdits": {
-            "hooks": [
-                _hook(
-                    hook_path, hook_env(in_force, config), hook_timeout(settings.deadline.seconds)
-                )
-            ]
-        },
-    }
+    hook = _hook(hook_path, hook_env(in_force, config), hook_timeout(settings.deadline.seconds))
+    spec = cdispec.Spec(
+        cdiVersion=cdispec.CDI_VERSION,
+        kind=cdispec.KIND,
+        devices=(
+            *(cdispec.Device(name=node.name, containerEdits=_edits([node])) for node in nodes),
+            cdispec.Device(name=ALL_PORTS, containerEdits=_edits(nodes)),
+        ),
+        containerEdits=cdispec.ContainerEdits(hooks=(hook,)),
+    )
     _require_valid(spec)
     return Generated(spec, notes)
 
@@ -189,14 +167,9 @@ def output_format(requested: str | None, output: Path | None) -> Format:
     return chosen
 
 
-def render(spec: dict[str, Any], fmt: Format) -> str:
+def render(spec: cdispec.Spec, fmt: Format) -> str:
     """The spec as text."""
-    if fmt is Format.YAML:
-        import yaml  # noqa: PLC0415 (only this command writes YAML)
-
-        text: str = yaml.safe_dump(spec, sort_keys=False, default_flow_style=False)
-        return text
-    return json.dumps(spec, indent=2) + "\n"
+    return spec.as_yaml() if fmt is Format.YAML else spec.as_json()
 
 
 def output_notes(output: Path) -> list[str]:
@@ -257,92 +230,42 @@ def _port_node(name: str, settings: Settings) -> PortNode:
     return PortNode(port.name, host_path, int(major), int(minor))
 
 
-def _edits(nodes: list[PortNode]) -> dict[str, Any]:
-    return {"deviceNodes": [_device_node(node) for node in nodes]}
+def _edits(nodes: list[PortNode]) -> cdispec.ContainerEdits:
+    return cdispec.ContainerEdits(deviceNodes=tuple(_device_node(node) for node in nodes))
 
 
-def _device_node(node: PortNode) -> dict[str, Any]:
+def _device_node(node: PortNode) -> cdispec.DeviceNode:
     path = CONTAINER_DEVFS / node.name
-    entry: dict[str, Any] = {"path": str(path)}
-    if node.host_path != path:
-        entry["hostPath"] = str(node.host_path)
-    entry.update(type="c", major=node.major, minor=node.minor, permissions=PERMISSIONS)
-    return entry
-
-
-def _hook(path: Path, env: list[str], timeout: int) -> dict[str, Any]:
-    hook: dict[str, Any] = {"hookName": HOOK_NAME, "path": str(path), "args": list(HOOK_ARGS)}
-    if env:
-        hook["env"] = env
-    hook["timeout"] = timeout
-    return hook
-
-
-def _require_valid(spec: dict[str, Any]) -> None:
-    """A spec that breaks the format would be dropped whole by the runtime: never write one."""
-    errors = sorted(
-        jsondocs.schema_validator(f"cdi-{CDI_VERSION}").iter_errors(spec),
-        key=lambda error: list(error.absolute_path),
+    return cdispec.DeviceNode(
+        path=str(path),
+        hostPath=None if node.host_path == path else str(node.host_path),
+        type="c",
+        major=node.major,
+        minor=node.minor,
+        permissions=PERMISSIONS,
     )
-    if errors:
-        where = "/".join(str(part) for part in errors[0].absolute_path) or "top level"
+
+
+def _hook(path: Path, env: list[str], timeout: int) -> cdispec.Hook:
+    return cdispec.Hook(
+        hookName=HOOK_NAME, path=str(path), args=HOOK_ARGS, env=tuple(env), timeout=timeout
+    )
+
+
+def _require_valid(spec: cdispec.Spec) -> None:
+    """A spec that breaks the format would be dropped whole by the runtime: never write one."""
+    problems = spec.schema_problems()
+    if problems:
         raise HookError(
-            f"the generated CDI spec breaks the CDI {CDI_VERSION} format at {where}: "
-            f"{errors[0].message} (please report this as a bug of fpga-crihook)"
+            f"the generated CDI spec breaks the CDI {cdispec.CDI_VERSION} format at "
+            f"{problems[0].where}: {problems[0].message} (please report this as a bug of "
+            "fpga-crihook)"
         )
 
 
-# Reading specs (for check) --------------------------------------------------------------------
-
-
-def read_document(path: Path) -> Any:
-    """The document in a CDI spec file (YAML by its name, else JSON); raises JsonProblem,
-    also for a document too large or too deep to check quickly."""
-    if path.suffix not in (".yaml", ".yml"):
-        return jsondocs.read_bounded(path)
-    from fpga_crihook import yamldocs  # noqa: PLC0415
-
-    return yamldocs.decode(jsondocs.read_file(path))
-
-
-def is_spec(document: Any) -> bool:
-    """True for a CDI spec (rather than a hooks.d file)."""
-    return isinstance(document, dict) and "cdiVersion" in document
-
-
-def spec_hooks(document: dict[str, Any]) -> list[SpecHook]:
-    """Every hook of the spec, read defensively (any cdiVersion, any shape)."""
-    found = [SpecHook("containerEdits", hook) for hook in _hooks_in(document.get("containerEdits"))]
-    for device in _objects(document.get("devices")):
-        where = f"device {device.get('name')!r}"
-        found.extend(SpecHook(where, hook) for hook in _hooks_in(device.get("containerEdits")))
-    return found
-
-
-def spec_device_nodes(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(device name, ``deviceNodes`` entry) of every device of the spec."""
-    return [
-        (str(device.get("name")), node)
-        for device in _objects(document.get("devices"))
-        for node in _objects(_mapping(device.get("containerEdits")).get("deviceNodes"))
-    ]
-
-
-def our_hooks(document: dict[str, Any]) -> list[SpecHook]:
+def our_hooks(spec: cdispec.Spec) -> list[cdispec.SpecHook]:
     """The spec's hooks that run fpga-crihook: every hook of an FPGA kind, else by program."""
-    hooks = spec_hooks(document)
-    if document.get("kind") in FPGA_KINDS:
+    hooks = spec.hooks()
+    if spec.kind in cdispec.FPGA_KINDS:
         return hooks
-    return [hook for hook in hooks if hook.program in OUR_PROGRAMS]
-
-
-def _hooks_in(edits: Any) -> list[dict[str, Any]]:
-    return _objects(_mapping(edits).get("hooks"))
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _objects(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+    return [hook for hook in hooks if hook.hook.program in OUR_PROGRAMS]

@@ -25,16 +25,17 @@ import os
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple, TypeGuard
 
 import click
 
-from fpga_crihook import jsondocs
+from fpga_crihook import cdispec, hooksd, jsondocs
 from fpga_crihook.commands import cdi, regexes
 from fpga_crihook.commands.devices import CardInfo, Health, scan
 from fpga_crihook.deadline import DEADLINE_VARIABLE, DEFAULT_DEADLINE
 from fpga_crihook.devices import Driver
 from fpga_crihook.errors import BitstreamError
+from fpga_crihook.jsondocs import SchemaProblem
 from fpga_crihook.nodeconfig import ConfigFile, Origin, Setting, env_text
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
 from fpga_crihook.settings import MAX_SECONDS, ProgrammerKind, Seconds, Settings
@@ -99,7 +100,7 @@ def check_file(path: Path, settings: Settings | None = None) -> list[Finding]:
         document = jsondocs.read_bounded(path)
     except (OSError, jsondocs.JsonProblem):
         document = None  # check_hooks_file says what is wrong with it
-    if cdi.is_spec(document):
+    if cdispec.is_spec(document):
         return check_cdi_spec(path, settings)
     return check_hooks_file(path, settings)
 
@@ -158,22 +159,24 @@ def check_hooks_file(path: Path, settings: Settings | None = None) -> list[Findi
         return [Finding(Level.ERROR, f"{path}: cannot read it: {error.strerror}")]
     except jsondocs.JsonProblem as problem:
         return [Finding(Level.ERROR, f"{path} {problem}")]
-    schema_errors = [Finding(Level.ERROR, f"{path}: {text}") for text in _schema_errors(document)]
-    if schema_errors:
-        return schema_errors  # the checks below rely on the format's shape
+    problems = hooksd.schema_problems(document)
+    if problems:  # the checks below rely on the format's shape
+        return [
+            Finding(Level.ERROR, f"{path}: {text}")
+            for text in _schema_errors(problems, "hooks.d 1.0.0")
+        ]
+    hooks_file = hooksd.parse(document)
+    hook, env = hooks_file.hook, list(hooks_file.hook.env)
     findings = [
-        *_when_findings(path, document["when"]),
-        *_condition_findings(path, document["when"]),
-        *_stage_findings(path, document["stages"]),
-        *_hook_findings(path, document["hook"]),
+        *_when_findings(path, hooks_file.when),
+        *_condition_findings(path, hooks_file.when),
+        *_stage_findings(path, list(hooks_file.stages)),
+        *_hook_findings(path, hook),
         *_deadline_findings(
-            _HookTimeout(str(path), "hook.timeout", "hook.env"),
-            document["hook"].get("timeout"),
-            document["hook"].get("env", []),
-            settings,
+            _HookTimeout(str(path), "hook.timeout", "hook.env"), hook.timeout, env, settings
         ),
-        *_env_findings(path, document["hook"].get("env", []), settings),
-        *_stderr_findings(path, document["hook"].get("env", [])),
+        *_env_findings(path, env, settings),
+        *_stderr_findings(path, env),
     ]
     if not has_errors(findings):
         findings.append(Finding(Level.OK, f"{path}: valid hooks.d 1.0.0 file for fpga-crihook"))
@@ -194,33 +197,37 @@ def check_node(settings: Settings) -> list[Finding]:
 def check_cdi_spec(path: Path, settings: Settings | None = None) -> list[Finding]:
     """Findings for one CDI spec: its format (cdiVersion 0.5.0), and the hooks that run us."""
     try:
-        document = cdi.read_document(path)
+        document = cdispec.read_document(path)
     except OSError as error:
         return [Finding(Level.ERROR, f"{path}: cannot read it: {error.strerror}")]
     except jsondocs.JsonProblem as problem:
         return [Finding(Level.ERROR, f"{path} {problem}")]
-    if not cdi.is_spec(document):
+    if not cdispec.is_spec(document):
         return [Finding(Level.ERROR, f"{path}: not a CDI spec (no cdiVersion)")]
-    format_findings = list(_cdi_format_findings(path, document))
+    spec = cdispec.parse(document)
+    known = spec.cdi_version == cdispec.CDI_VERSION
+    format_findings = list(
+        _cdi_format_findings(path, spec, cdispec.schema_problems(document) if known else [])
+    )
     if any(finding.level is Level.ERROR for finding in format_findings):
         return format_findings  # the runtime drops the whole file
-    hooks = cdi.our_hooks(document)
+    hooks = cdi.our_hooks(spec)
     findings = [
         *format_findings,
-        *_cdi_kind_findings(path, document, hooks),
-        *(finding for hook in hooks for finding in _cdi_hook_findings(path, document, hook)),
+        *_cdi_kind_findings(path, spec, hooks),
+        *(finding for hook in hooks for finding in _cdi_hook_findings(path, spec, hook)),
         *(finding for hook in hooks for finding in _cdi_timeout_findings(path, hook, settings)),
         *(finding for hook in hooks for finding in _env_findings(path, _env(hook), settings)),
         *(finding for hook in hooks for finding in _stderr_findings(path, _env(hook))),
-        *_cdi_device_node_findings(path, document),
+        *_cdi_device_node_findings(path, spec),
     ]
     if hooks and not has_errors(findings):
-        stages = sorted({str(hook.hook.get("hookName")) for hook in hooks})
+        stages = sorted({str(hook.hook.hook_name) for hook in hooks})
         findings.append(
             Finding(
                 Level.OK,
-                f"{path}: CDI spec (cdiVersion {document['cdiVersion']}, kind "
-                f"{document.get('kind')}) runs fpga-crihook at {', '.join(stages)}",
+                f"{path}: CDI spec (cdiVersion {spec.cdi_version}, kind "
+                f"{spec.kind}) runs fpga-crihook at {', '.join(stages)}",
             )
         )
     return findings
@@ -231,14 +238,14 @@ def double_run_findings(paths: list[Path]) -> Iterator[Finding]:
     container: a region-mode container given one of the spec's devices."""
     hooks_files, specs = [], []
     for path in paths:
-        document = _document(path)
-        if cdi.is_spec(document) and cdi.our_hooks(document):
-            specs.append((path, document.get("kind")))
-        elif isinstance(document, dict) and _hooks_file_runs_us(document):
+        runner = _runner(path)
+        if isinstance(runner, cdispec.Spec):
+            specs.append((path, runner.kind))
+        elif runner is not None:
             hooks_files.append(path)
     for hooks_file in hooks_files:
         for spec, kind in specs:
-            if kind == cdi.INTEL_KIND:
+            if kind == cdispec.INTEL_KIND:
                 advice = f"remove {hooks_file}: Intel's device plugin runs the hook through {spec}"
             else:
                 advice = f"keep one: remove {spec}, or {hooks_file} (containerd never reads it)"
@@ -249,24 +256,25 @@ def double_run_findings(paths: list[Path]) -> Iterator[Finding]:
             )
 
 
-def _cdi_format_findings(path: Path, document: dict[str, Any]) -> Iterator[Finding]:
-    version = document["cdiVersion"]
-    if version != cdi.CDI_VERSION:
+def _cdi_format_findings(
+    path: Path, spec: cdispec.Spec, problems: list[SchemaProblem]
+) -> Iterator[Finding]:
+    if spec.cdi_version != cdispec.CDI_VERSION:
         yield Finding(
             Level.WARNING,
-            f"{path}: cdiVersion {version!r}: fpga-crihook knows the CDI {cdi.CDI_VERSION} "
-            "format only, so only the hooks were checked",
+            f"{path}: cdiVersion {spec.cdi_version!r}: fpga-crihook knows the CDI "
+            f"{cdispec.CDI_VERSION} format only, so only the hooks were checked",
         )
         return
-    for text in _schema_errors(document, f"cdi-{cdi.CDI_VERSION}", f"CDI {cdi.CDI_VERSION}"):
+    for text in _schema_errors(problems, f"CDI {cdispec.CDI_VERSION}"):
         yield Finding(Level.ERROR, f"{path}: {text} (the runtime would ignore the whole file)")
 
 
 def _cdi_kind_findings(
-    path: Path, document: dict[str, Any], hooks: list[cdi.SpecHook]
+    path: Path, spec: cdispec.Spec, hooks: list[cdispec.SpecHook]
 ) -> Iterator[Finding]:
-    kind = document.get("kind")
-    if not hooks and kind in cdi.FPGA_KINDS:
+    kind = spec.kind
+    if not hooks and kind in cdispec.FPGA_KINDS:
         yield Finding(
             Level.ERROR,
             f"{path}: no hook in this {kind} spec: containers given its devices start "
@@ -276,10 +284,8 @@ def _cdi_kind_findings(
         yield Finding(Level.WARNING, f"{path}: kind {kind}: no hook runs fpga-crihook here")
 
 
-def _cdi_hook_findings(
-    path: Path, document: dict[str, Any], hook: cdi.SpecHook
-) -> Iterator[Finding]:
-    name, executable = hook.hook.get("hookName"), str(hook.hook.get("path"))
+def _cdi_hook_findings(path: Path, spec: cdispec.Spec, hook: cdispec.SpecHook) -> Iterator[Finding]:
+    name, executable = hook.hook.hook_name, str(hook.hook.path)
     where = f"{path}: {hook.where}: hook {executable}"
     if name not in EARLY_STAGES:
         yield Finding(
@@ -288,20 +294,18 @@ def _cdi_hook_findings(
             "would not be in place when the container starts",
         )
     problem = _program_problem(executable)
-    if problem == _MISSING and hook.program == cdi.DROP_IN:
+    if problem == _MISSING and hook.hook.program == cdi.DROP_IN:
         problem += (
             " (the intel-fpga-crihook image puts the drop-in there as the init container of "
             "Intel's FPGA plugin DaemonSet)"
         )
     if problem:
         yield Finding(Level.ERROR, f"{where} {problem}")
-    yield from _cdi_argument_findings(where, document, hook)
+    yield from _cdi_argument_findings(where, spec, hook.hook)
 
 
-def _cdi_argument_findings(
-    where: str, document: dict[str, Any], hook: cdi.SpecHook
-) -> Iterator[Finding]:
-    arguments = [str(argument) for argument in hook.hook.get("args") or []]
+def _cdi_argument_findings(where: str, spec: cdispec.Spec, hook: cdispec.Hook) -> Iterator[Finding]:
+    arguments = list(hook.args)
     if hook.program == cdi.DROP_IN:
         return  # the drop-in is createRuntime already: no argument needed
     if not any(command in arguments[1:] for command in HOOK_COMMANDS):
@@ -310,20 +314,19 @@ def _cdi_argument_findings(
             f"{where}: args {arguments} do not name the createRuntime command "
             f'(expected e.g. ["fpga-crihook", "createRuntime", "{cdi.CDI_ARGUMENT}"])',
         )
-    elif cdi.CDI_ARGUMENT not in arguments and document.get("kind") != cdi.INTEL_KIND:
+    elif cdi.CDI_ARGUMENT not in arguments and spec.kind != cdispec.INTEL_KIND:
         yield Finding(
             Level.WARNING,
             f"{where}: args {arguments} lack {cdi.CDI_ARGUMENT}: a container given a device "
-            f"of kind {document.get('kind')} without the FPGA region annotation starts "
+            f"of kind {spec.kind} without the FPGA region annotation starts "
             "without its accelerator programmed",
         )
 
 
-def _cdi_device_node_findings(path: Path, document: dict[str, Any]) -> Iterator[Finding]:
+def _cdi_device_node_findings(path: Path, spec: cdispec.Spec) -> Iterator[Finding]:
     devices_by_node: dict[str, list[str]] = {}
-    for device, node in cdi.spec_device_nodes(document):
-        host_path = str(node.get("hostPath") or node.get("path"))
-        devices_by_node.setdefault(host_path, []).append(device)
+    for device, node in spec.device_nodes():
+        devices_by_node.setdefault(node.on_the_host, []).append(device)
     for host_path, devices in devices_by_node.items():
         if not os.path.exists(host_path):
             yield Finding(
@@ -333,31 +336,27 @@ def _cdi_device_node_findings(path: Path, document: dict[str, Any]) -> Iterator[
             )
 
 
-def _env(hook: cdi.SpecHook) -> list[str]:
-    env = hook.hook.get("env") or []
-    return [str(entry) for entry in env if "=" in str(entry)]
+def _env(hook: cdispec.SpecHook) -> list[str]:
+    return [entry for entry in hook.hook.env if "=" in entry]
 
 
 def _runs_the_hook(path: Path) -> bool:
-    document = _document(path)
-    if cdi.is_spec(document):
-        return bool(cdi.our_hooks(document))
-    return isinstance(document, dict) and _hooks_file_runs_us(document)
+    return _runner(path) is not None
 
 
-def _hooks_file_runs_us(document: dict[str, Any]) -> bool:
-    hook = document.get("hook")
-    if not isinstance(hook, dict) or "version" not in document:
-        return False
-    return os.path.basename(str(hook.get("path", ""))) in cdi.OUR_PROGRAMS
-
-
-def _document(path: Path) -> Any:
-    """The file's document, or None when it cannot be read (the file checks report why)."""
+def _runner(path: Path) -> cdispec.Spec | str | None:
+    """What in the file runs fpga-crihook: the CDI spec (one of whose hooks does), or the
+    program a hooks.d file runs; None for neither, and for a file that cannot be read
+    (the file checks say why)."""
     try:
-        return cdi.read_document(path)
+        document = cdispec.read_document(path)
     except (OSError, jsondocs.JsonProblem):
         return None
+    if cdispec.is_spec(document):
+        spec = cdispec.parse(document)
+        return spec if cdi.our_hooks(spec) else None
+    program = hooksd.program(document)
+    return program if program in cdi.OUR_PROGRAMS else None
 
 
 def _setting_line(setting: Setting) -> str:
@@ -368,18 +367,12 @@ def _setting_line(setting: Setting) -> str:
     return f"setting {setting.key} = {value} ({origin})"
 
 
-def _schema_errors(
-    document: Any, schema: str = "hooks-1.0.0", name: str = "hooks.d 1.0.0"
-) -> Iterator[str]:
-    """The first few ways *document* breaks the format, each in one line of bounded length."""
-    errors = sorted(
-        jsondocs.schema_validator(schema).iter_errors(document), key=lambda e: list(e.path)
-    )
-    for error in errors[:MAX_SCHEMA_ERRORS]:
-        where = "/".join(str(part) for part in error.absolute_path) or "top level"
-        yield f"breaks the {name} format at {_shortened(where)}: {_shortened(error.message)}"
-    if len(errors) > MAX_SCHEMA_ERRORS:
-        yield f"breaks the {name} format in {len(errors) - MAX_SCHEMA_ERRORS} more places"
+def _schema_errors(problems: list[SchemaProblem], name: str) -> Iterator[str]:
+    """The first few ways a document breaks the format, each in one line of bounded length."""
+    for where, message in problems[:MAX_SCHEMA_ERRORS]:
+        yield f"breaks the {name} format at {_shortened(where)}: {_shortened(message)}"
+    if len(problems) > MAX_SCHEMA_ERRORS:
+        yield f"breaks the {name} format in {len(problems) - MAX_SCHEMA_ERRORS} more places"
 
 
 def _shortened(text: str) -> str:
@@ -387,10 +380,10 @@ def _shortened(text: str) -> str:
     return text if len(text) <= MAX_QUOTED else f"{text[: MAX_QUOTED - 3]}..."
 
 
-def _when_findings(path: Path, when: Mapping[str, Any]) -> list[Finding]:
+def _when_findings(path: Path, when: hooksd.When) -> list[Finding]:
     """The regexes of ``when``: do they compile, and run the hook for FPGA region containers."""
-    annotations: Mapping[str, str] = when.get("annotations", {})
-    every_regex = [*annotations, *annotations.values(), *when.get("commands", [])]
+    annotations = when.annotations
+    every_regex = [*annotations, *annotations.values(), *when.commands]
     matches = regexes.match(every_regex, [MODE_ANNOTATION, *sorted(REGION_MODES)])
     if matches is None:
         return [
@@ -404,15 +397,12 @@ def _when_findings(path: Path, when: Mapping[str, Any]) -> list[Finding]:
     return [*_regex_findings(path, when, matches), *_mode_findings(path, annotations, matches)]
 
 
-def _regex_findings(
-    path: Path, when: Mapping[str, Any], matches: regexes.Matches
-) -> Iterator[Finding]:
-    annotations: Mapping[str, str] = when.get("annotations", {})
-    for key, value in annotations.items():
+def _regex_findings(path: Path, when: hooksd.When, matches: regexes.Matches) -> Iterator[Finding]:
+    for key, value in when.annotations.items():
         for regex in (key, value):
             what = f"annotation regex {_shortened(repr(regex))}"
             yield from _regex_problems(path, what, regex, matches, anchored=True)
-    for command in when.get("commands", []):
+    for command in when.commands:
         what = f"command regex {_shortened(repr(command))}"
         yield from _regex_problems(path, what, command, matches, anchored=False)
 
@@ -431,21 +421,24 @@ def _regex_problems(
         )
 
 
-def _condition_findings(path: Path, when: Mapping[str, Any]) -> Iterator[Finding]:
+def _condition_findings(path: Path, when: hooksd.When) -> Iterator[Finding]:
     """The runtime ANDs the conditions; a false ``always`` or ``hasBindMounts`` never matches."""
-    for condition in ("always", "hasBindMounts"):
-        if when.get(condition) is False:
+    for condition, value in (("always", when.always), ("hasBindMounts", when.has_bind_mounts)):
+        if value is False:
             yield Finding(
                 Level.ERROR,
                 f"{path}: when.{condition} is false, which never matches: "
                 "the runtime would run the hook for no container",
             )
-    narrowing = {
-        "hasBindMounts": "only for containers with bind mounts",
-        "commands": "only for containers whose process.args[0] matches when.commands",
+    narrowing: dict[str, tuple[object, str]] = {
+        "hasBindMounts": (when.has_bind_mounts, "only for containers with bind mounts"),
+        "commands": (
+            when.commands,
+            "only for containers whose process.args[0] matches when.commands",
+        ),
     }
-    for condition, effect in narrowing.items():
-        if when.get(condition):
+    for condition, (setting, effect) in narrowing.items():
+        if setting:
             yield Finding(
                 Level.WARNING,
                 f"{path}: when.{condition} is set, so the runtime runs the hook {effect}: "
@@ -485,11 +478,10 @@ def _stage_findings(path: Path, stages: list[str]) -> Iterator[Finding]:
         )
 
 
-def _hook_findings(path: Path, hook: Mapping[str, Any]) -> Iterator[Finding]:
-    executable = hook["path"]
-    if problem := _program_problem(executable):
-        yield Finding(Level.ERROR, f"{path}: hook.path {executable} {problem}")
-    arguments = hook.get("args", [])
+def _hook_findings(path: Path, hook: hooksd.Hook) -> Iterator[Finding]:
+    if problem := _program_problem(hook.path):
+        yield Finding(Level.ERROR, f"{path}: hook.path {hook.path} {problem}")
+    arguments = list(hook.args)
     if not any(command in arguments[1:] for command in HOOK_COMMANDS):
         yield Finding(
             Level.ERROR,
@@ -507,16 +499,14 @@ class _HookTimeout(NamedTuple):
 
 
 def _cdi_timeout_findings(
-    path: Path, hook: cdi.SpecHook, settings: Settings | None
+    path: Path, hook: cdispec.SpecHook, settings: Settings | None
 ) -> Iterator[Finding]:
-    names = _HookTimeout(
-        f"{path}: {hook.where}: hook {hook.hook.get('path')}", "timeout", "its env"
-    )
-    return _deadline_findings(names, hook.hook.get("timeout"), _env(hook), settings)
+    names = _HookTimeout(f"{path}: {hook.where}: hook {hook.hook.path}", "timeout", "its env")
+    return _deadline_findings(names, hook.hook.timeout, _env(hook), settings)
 
 
 def _deadline_findings(
-    names: _HookTimeout, timeout: Any, env: list[str], settings: Settings | None
+    names: _HookTimeout, timeout: cdispec.Scalar, env: list[str], settings: Settings | None
 ) -> Iterator[Finding]:
     """The runtime kills a hook at its ``timeout``: that must come after the hook's deadline."""
     variable = f"{DEADLINE_VARIABLE}="
@@ -533,14 +523,17 @@ def _deadline_findings(
     else:
         deadline = settings.deadline.seconds if settings is not None else DEFAULT_DEADLINE
         source = f"{DEADLINE_VARIABLE} is not in {names.env}"
-    is_number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
-    if is_number and not timeout > deadline:
+    if _is_number(timeout) and not timeout > deadline:
         yield Finding(
             Level.WARNING,
             f"{names.hook}: {names.timeout} {timeout} s is not above the hook's deadline of "
             f"{deadline:g} s ({source}): the runtime may kill the hook in the middle of "
             "programming; set the timeout above the deadline",
         )
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _seconds(text: str) -> float | None:

@@ -17,8 +17,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from fpga_crihook import engineconfig, logs
-from fpga_crihook.commands import cdi
+from fpga_crihook import cdispec, engineconfig, logs
 from fpga_crihook.commands.check import HOOKS_DIRS, Finding, Level
 from fpga_crihook.engineconfig import ContainerdConfig, CrioConfig, CrioRuntime, Listed
 from fpga_crihook.nodeconfig import Setting
@@ -248,7 +247,7 @@ def _within(path: Path, directories: tuple[Path, ...]) -> bool:
 
 def _is_cdi_spec(path: Path) -> bool:
     try:
-        return cdi.is_spec(cdi.read_document(path))
+        return cdispec.is_spec(cdispec.read_document(path))
     except (OSError, ValueError):
         return False
 

@@ -20,9 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from fpga_crihook.bitstream import detect_kind, inspect_bitstream, open_regular_file
+from fpga_crihook.bitstream import detect_kind, inspect_bitstream
 from fpga_crihook.errors import BitstreamError, InputError
 from fpga_crihook.ids import InvalidIdError, requested_id
+from fpga_crihook.snapshot import open_regular_file
 from fpga_crihook.store import BitstreamKind, open_directory, open_entry
 from fpga_crihook.sysfs import is_within
 
