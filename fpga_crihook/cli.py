@@ -40,6 +40,7 @@ _R = TypeVar("_R")
 
 EXIT_FAILURE = 1  # the operator commands' failure status
 HOOK_COMMANDS = ("prestart", "createRuntime")  # what runtimes run, in the bundle directory
+_SINKS = "fpga_crihook.sinks"  # in the context's meta: where this run's events go
 
 
 def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -47,14 +48,15 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 
     @functools.wraps(command)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        name = click.get_current_context().command.name
+        context = click.get_current_context()
+        name = context.command.name
         try:
             return command(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 (the last line of defence: no traceback)
             failure = error
         # The same event for any failure, a bug too: operators watch for "prestart failed".
         structlog.get_logger().error(f"{name} failed", error=_sentence(failure))
-        logs.report_failure(_sentence(failure))
+        logs.report_failure(_sentence(failure), context.meta.get(_SINKS))
         raise SystemExit(_failure_status(failure, name in HOOK_COMMANDS))
 
     return wrapper
@@ -268,16 +270,16 @@ def cli(
     run_deadline = Deadline.start(deadline)  # first: the whole run counts
     if context.invoked_subcommand in HOOK_COMMANDS:
         _require_absolute_paths(context)  # before the log file is opened
-    format_chosen = _source(context, "log_format") is not ParameterSource.DEFAULT
-    on_terminal = os.isatty(logs.STDERR)
-    logs.configure(
+    context.meta[_SINKS] = logs.configure(
         log_level,
         logs.LogFormat(log_format),
         log_file,
         syslog=syslog,
-        events_on_stderr=on_terminal or _asked_for_events(context),
-        # Lines for people on a terminal, unless a format was chosen.
-        stderr_format=None if format_chosen or not on_terminal else logs.LogFormat.CONSOLE,
+        stderr=logs.StderrFacts(
+            on_terminal=os.isatty(logs.STDERR),
+            events_asked_for=_asked_for_events(context),
+            format_chosen=_source(context, "log_format") is not ParameterSource.DEFAULT,
+        ),
     )
     context.obj = Settings(
         sysfs=sysfs,
@@ -341,12 +343,11 @@ def _relative_path_sentence(where: str, value: str) -> str:
 
 
 def _asked_for_events(context: click.Context) -> bool:
-    """Events go to stderr only when someone asks for them for this run: --log-level or
-    --log-format given as an option or an environment variable, or stderr a terminal.
+    """True when someone asked for this run's events on stderr: --log-level or --log-format
+    given as an option or an environment variable.
 
     The node config file is not such a request: it sets the level of what the journal
-    and the log file get on every run. Otherwise stderr is the runtime's: nothing on
-    success, one line on failure.
+    and the log file get on every run.
     """
     asking = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     return any(_source(context, name) in asking for name in ("log_level", "log_format"))
