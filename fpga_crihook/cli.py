@@ -1,10 +1,11 @@
 """The ``fpga-crihook`` command line: settings in, one call into the library, exit status out.
 
-Settings are options of the command group, each also read from an
-``FPGA_CRIHOOK_*`` environment variable (hooks.d ``env`` is how operators
-set them) and from the node config file (:mod:`fpga_crihook.nodeconfig`).
-Every failure is one error line and a failure status: for the hook, its
-class's :class:`~fpga_crihook.errors.ExitStatus`; for the operator commands, 1.
+The group's options come from :data:`~fpga_crihook.settings.SCHEMA`: each
+setting is an option, an ``FPGA_CRIHOOK_*`` environment variable (hooks.d
+``env`` is how operators set them) and a key of the node config file
+(:mod:`fpga_crihook.nodeconfig`). Every failure is one error line and a
+failure status: for the hook, its class's
+:class:`~fpga_crihook.errors.ExitStatus`; for the operator commands, 1.
 """
 
 import dataclasses
@@ -21,12 +22,15 @@ import structlog
 from click.core import ParameterSource
 
 from fpga_crihook import logs, nodeconfig
-from fpga_crihook.deadline import DEFAULT_DEADLINE, Deadline
+from fpga_crihook.deadline import Deadline
 from fpga_crihook.errors import BitstreamError, ExitStatus, HookError, SettingsError
+from fpga_crihook.inforce import ConfigFile, InForce, Origin, SettingsInForce
 from fpga_crihook.settings import (
-    PathSetting,
-    ProgrammerKind,
-    Seconds,
+    CONFIG_FILE,
+    IN_CONFIG_FILE,
+    SCHEMA,
+    Kind,
+    Setting,
     Settings,
     ensure_path_variable,
 )
@@ -41,6 +45,11 @@ _R = TypeVar("_R")
 EXIT_FAILURE = 1  # the operator commands' failure status
 HOOK_COMMANDS = ("prestart", "createRuntime")  # what runtimes run, in the bundle directory
 _SINKS = "fpga_crihook.sinks"  # in the context's meta: where this run's events go
+_ORIGINS = {
+    ParameterSource.COMMANDLINE: Origin.COMMAND_LINE,
+    ParameterSource.ENVIRONMENT: Origin.ENVIRONMENT,
+    ParameterSource.DEFAULT_MAP: Origin.CONFIG_FILE,
+}
 
 
 def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -80,281 +89,77 @@ def _failure_status(error: Exception, hook: bool) -> int:
     return ExitStatus.INTERNAL
 
 
-def _read_config_file(context: click.Context, parameter: click.Parameter, path: Path) -> None:
+def _read_config_file(context: click.Context, parameter: click.Parameter, path: Path) -> ConfigFile:
     """Load the node config file into the group's defaults, before any setting is read."""
-    assert parameter.name is not None
-    named_by = nodeconfig.origin_of(context.get_parameter_source(parameter.name))
-    try:
-        nodeconfig.load_defaults(context, path, named_by)
-    except SettingsError as error:
-        raise click.ClickException(str(error)) from None
+    values = nodeconfig.load(path)
+    if values:
+        names = {setting.key: setting.name for setting in IN_CONFIG_FILE}
+        context.default_map = {names[key]: value for key, value in values.items()}
+    return ConfigFile(path, values is not None, _origin(context, CONFIG_FILE))
+
+
+def _origin(context: click.Context, setting: Setting) -> Origin:
+    source = context.get_parameter_source(setting.name)
+    return _ORIGINS.get(source or ParameterSource.DEFAULT, Origin.DEFAULT)
+
+
+def _settings_option(setting: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The group's option for *setting*."""
+    names = [
+        f"{setting.option}/--no-{setting.key}" if setting.kind is Kind.FLAG else setting.option
+    ]
+    attributes: dict[str, Any] = {}
+    if setting is CONFIG_FILE:
+        attributes = {"is_eager": True, "callback": _read_config_file}
+    return click.option(
+        *names,
+        envvar=setting.env_var,
+        show_envvar=True,
+        default=setting.default,
+        show_default=setting.kind is not Kind.FLAG and setting.default is not None,
+        type=None if setting.kind is Kind.FLAG else setting.param_type(),
+        metavar=setting.metavar,
+        help=setting.help,
+        **attributes,
+    )
+
+
+def _settings_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for setting in reversed(SCHEMA):
+        function = _settings_option(setting)(function)
+    return function
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
-    "--config-file",
-    envvar=nodeconfig.ENV_VAR,
-    show_envvar=True,
-    default=nodeconfig.DEFAULT_PATH,
-    show_default=True,
-    type=PathSetting(dir_okay=False),
-    is_eager=True,
-    expose_value=False,
-    callback=_read_config_file,
-    help="Node config file (TOML): settings under their long option names. "
-    "Option > env var > config file > default; a missing file is fine.",
-)
-@click.option(
-    "--sysfs",
-    envvar="FPGA_CRIHOOK_SYSFS",
-    show_envvar=True,
-    default="/sys",
-    show_default=True,
-    type=PathSetting(),
-    help="Root of the sysfs tree.",
-)
-@click.option(
-    "--devfs",
-    envvar="FPGA_CRIHOOK_DEVFS",
-    show_envvar=True,
-    default="/dev",
-    show_default=True,
-    type=PathSetting(),
-    help="Root of the device nodes.",
-)
-@click.option(
-    "--bitstreams",
-    envvar="FPGA_CRIHOOK_BITSTREAMS",
-    show_envvar=True,
-    default="/srv/intel.com/fpga",
-    show_default=True,
-    type=PathSetting(),
-    help="Bitstream store: <interface-id>/<afu-id>.gbs or .aocx.",
-)
-@click.option(
-    "--programmer",
-    envvar="FPGA_CRIHOOK_PROGRAMMER",
-    show_envvar=True,
-    default="ioctl",
-    show_default=True,
-    type=click.Choice([kind.value for kind in ProgrammerKind]),
-    help="ioctl (kernel PR ioctl), fpgaconf (OPAE tool) or sim (simulated sysfs only).",
-)
-@click.option(
-    "--fpgaconf",
-    envvar="FPGA_CRIHOOK_FPGACONF",
-    show_envvar=True,
-    default="fpgaconf",
-    show_default=True,
-    help="The fpgaconf executable (looked up on PATH).",
-)
-@click.option(
-    "--fpgaconf-timeout",
-    envvar="FPGA_CRIHOOK_FPGACONF_TIMEOUT",
-    show_envvar=True,
-    default=60.0,
-    show_default=True,
-    type=Seconds(),
-    help="Seconds fpgaconf may take before it is killed and programming fails.",
-)
-@click.option(
-    "--lock-dir",
-    envvar="FPGA_CRIHOOK_LOCK_DIR",
-    show_envvar=True,
-    default="/run/fpga-crihook",
-    show_default=True,
-    type=PathSetting(),
-    help="Directory of the per-FME lock files.",
-)
-@click.option(
-    "--lock-timeout",
-    envvar="FPGA_CRIHOOK_LOCK_TIMEOUT",
-    show_envvar=True,
-    default=30.0,
-    show_default=True,
-    type=Seconds(),
-    help="Seconds to wait for another hook to release an FME.",
-)
-@click.option(
-    "--busy-timeout",
-    envvar="FPGA_CRIHOOK_BUSY_TIMEOUT",
-    show_envvar=True,
-    default=3.0,
-    show_default=True,
-    type=Seconds(),
-    help="Seconds to retry sysfs reads and exclusive device opens that fail with EBUSY.",
-)
-@click.option(
-    "--deadline",
-    envvar="FPGA_CRIHOOK_DEADLINE",
-    show_envvar=True,
-    default=DEFAULT_DEADLINE,
-    show_default=True,
-    type=Seconds(above_zero=True),
-    help="Seconds the whole run may take, every wait included (keep it below the hooks.d timeout).",
-)
-@click.option(
-    "--dry-run/--no-dry-run",
-    envvar="FPGA_CRIHOOK_DRY_RUN",
-    show_envvar=True,
-    default=False,
-    help="Do every check but program nothing.",
-)
-@click.option(
-    "--log-level",
-    envvar="FPGA_CRIHOOK_LOG_LEVEL",
-    show_envvar=True,
-    default="info",
-    show_default=True,
-    type=click.Choice(logs.LEVELS, case_sensitive=False),
-)
-@click.option(
-    "--log-format",
-    envvar="FPGA_CRIHOOK_LOG_FORMAT",
-    show_envvar=True,
-    default="json",
-    show_default=True,
-    type=click.Choice([fmt.value for fmt in logs.LogFormat]),
-)
-@click.option(
-    "--log-file",
-    envvar="FPGA_CRIHOOK_LOG_FILE",
-    show_envvar=True,
-    default=None,
-    type=PathSetting(),
-    help="Also append events to this file (a regular file).",
-)
-@click.option(
-    "--syslog",
-    envvar="FPGA_CRIHOOK_SYSLOG",
-    show_envvar=True,
-    default=logs.SYSLOG_AUTO,
-    show_default=True,
-    metavar="auto|off|SOCKET",
-    help="Send events to syslog (the journal): auto means /dev/log when it exists.",
-)
-@click.option(
-    "--metrics-dir",
-    envvar="FPGA_CRIHOOK_METRICS_DIR",
-    show_envvar=True,
-    default=None,
-    type=PathSetting(),
-    help="Keep fpga_crihook.prom here for node-exporter's textfile collector.",
-)
+@_settings_options
 @click.version_option(package_name="fpga-crihook")
 @click.pass_context
-def cli(
-    context: click.Context,
-    sysfs: Path,
-    devfs: Path,
-    bitstreams: Path,
-    programmer: str,
-    fpgaconf: str,
-    fpgaconf_timeout: float,
-    lock_dir: Path,
-    lock_timeout: float,
-    busy_timeout: float,
-    deadline: float,
-    dry_run: bool,
-    log_level: str,
-    log_format: str,
-    log_file: Path | None,
-    syslog: str,
-    metrics_dir: Path | None,
-) -> None:
+def cli(context: click.Context, /, config_file: ConfigFile, **values: Any) -> None:
     """Program Intel FPGA ports with the accelerator a container asks for.
 
     CRI-O runs `fpga-crihook prestart` before an FPGA container starts; the
     other commands help operators see and prepare what the hook uses.
     """
-    run_deadline = Deadline.start(deadline)  # first: the whole run counts
+    deadline = Deadline.start(values["deadline"])  # first: the whole run counts
+    entries = tuple(
+        InForce(setting, values[setting.name], _origin(context, setting))
+        for setting in IN_CONFIG_FILE
+    )
+    in_force = SettingsInForce(Settings.from_values(values, deadline), entries, config_file)
     if context.invoked_subcommand in HOOK_COMMANDS:
-        _require_absolute_paths(context)  # before the log file is opened
+        in_force.require_absolute_paths()  # before the log file is opened
     context.meta[_SINKS] = logs.configure(
-        log_level,
-        logs.LogFormat(log_format),
-        log_file,
-        syslog=syslog,
+        values["log_level"],
+        logs.LogFormat(values["log_format"]),
+        values["log_file"],
+        syslog=values["syslog"],
         stderr=logs.StderrFacts(
             on_terminal=os.isatty(logs.STDERR),
-            events_asked_for=_asked_for_events(context),
-            format_chosen=_source(context, "log_format") is not ParameterSource.DEFAULT,
+            events_asked_for=in_force.asks_for_events,
+            format_chosen=in_force.entry("log-format").origin is not Origin.DEFAULT,
         ),
     )
-    context.obj = Settings(
-        sysfs=sysfs,
-        devfs=devfs,
-        bitstreams=bitstreams,
-        programmer=ProgrammerKind(programmer),
-        fpgaconf=fpgaconf,
-        fpgaconf_timeout=fpgaconf_timeout,
-        lock_dir=lock_dir,
-        dry_run=dry_run,
-        lock_timeout=lock_timeout,
-        busy_timeout=busy_timeout,
-        metrics_dir=metrics_dir,
-        deadline=run_deadline,
-    )
-
-
-def _require_absolute_paths(context: click.Context) -> None:
-    """Refuse a relative path where the runtime runs the hook: runc and crun run hooks in
-    the container's bundle directory, so each container would get its own lock
-    directory, and a path could lead into the container's own files."""
-    config = nodeconfig.config_file(context)
-    if config is not None and not config.path.is_absolute():
-        where = (
-            "option --config-file"
-            if config.named_by is nodeconfig.Origin.COMMAND_LINE
-            else f"env var {nodeconfig.ENV_VAR}"
-        )
-        raise click.ClickException(_relative_path_sentence(where, str(config.path)))
-    for setting in nodeconfig.settings_in_force(context):
-        if _is_relative_path(setting):
-            raise click.ClickException(
-                _relative_path_sentence(_source_of(setting, config), str(setting.value))
-            )
-
-
-def _is_relative_path(setting: nodeconfig.Setting) -> bool:
-    value = setting.value
-    if isinstance(value, Path):
-        return not value.is_absolute()
-    if setting.key == "syslog":
-        return value not in (logs.SYSLOG_AUTO, logs.SYSLOG_OFF) and not os.path.isabs(value)
-    if setting.key == "fpgaconf":  # a bare name is looked up on PATH
-        return "/" in value and not os.path.isabs(value)
-    return False
-
-
-def _source_of(setting: nodeconfig.Setting, config: nodeconfig.ConfigFile | None) -> str:
-    if setting.origin is nodeconfig.Origin.ENVIRONMENT:
-        return f"env var {setting.envvar}"
-    if setting.origin is nodeconfig.Origin.CONFIG_FILE and config is not None:
-        return f"config file {config.path}: key {setting.key!r}"
-    return f"option --{setting.key}"
-
-
-def _relative_path_sentence(where: str, value: str) -> str:
-    return (
-        f"{where}: {value} is a relative path, but the runtime runs the hook in the "
-        "container's bundle directory: give an absolute path"
-    )
-
-
-def _asked_for_events(context: click.Context) -> bool:
-    """True when someone asked for this run's events on stderr: --log-level or --log-format
-    given as an option or an environment variable.
-
-    The node config file is not such a request: it sets the level of what the journal
-    and the log file get on every run.
-    """
-    asking = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-    return any(_source(context, name) in asking for name in ("log_level", "log_format"))
-
-
-def _source(context: click.Context, name: str) -> ParameterSource:
-    return context.get_parameter_source(name) or ParameterSource.DEFAULT
+    context.obj = in_force
 
 
 def _annotations(
@@ -415,7 +220,7 @@ def _exit_status_table() -> str:
 @click.pass_obj
 @_reports_errors
 def prestart(
-    settings: Settings,
+    given: SettingsInForce,
     trigger: str | None,
     config_file: Path | None,
     annotations: dict[str, str] | None,
@@ -435,6 +240,7 @@ def prestart(
     """
     from fpga_crihook.oci import Trigger  # noqa: PLC0415 (keep --help fast)
 
+    settings = given.settings
     settings.check()
     state = _container_state(config_file, annotations)
     hook_trigger = Trigger.ANNOTATION if trigger is None else Trigger(trigger)
@@ -490,7 +296,7 @@ _JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON,
 @_JSON_OPTION
 @click.pass_obj
 @_reports_errors
-def devices(settings: Settings, as_json: bool) -> None:
+def devices(given: SettingsInForce, as_json: bool) -> None:
     """List the FPGA cards, FMEs and ports under the sysfs root.
 
     For each port: driver, PCI address, FME device node and region interface
@@ -506,6 +312,7 @@ def devices(settings: Settings, as_json: bool) -> None:
     """
     from fpga_crihook.commands import devices as listing  # noqa: PLC0415 (keep --help fast)
 
+    settings = given.settings
     cards = listing.scan(settings)
     counts = None
     if settings.metrics_dir is not None:
@@ -555,7 +362,7 @@ def gbs_info(file: Path, as_json: bool) -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.pass_obj
 @_reports_errors
-def program(settings: Settings, device: str, dry_run: bool, force: bool, file: Path) -> None:
+def program(given: SettingsInForce, device: str, dry_run: bool, force: bool, file: Path) -> None:
     """Program one port with a bitstream file by hand, with the hook's checks.
 
     The file must be built for the region of the port's FME, the card must be
@@ -568,6 +375,7 @@ def program(settings: Settings, device: str, dry_run: bool, force: bool, file: P
     """
     from fpga_crihook.commands import program as manual  # noqa: PLC0415
 
+    settings = given.settings
     settings = dataclasses.replace(settings, dry_run=settings.dry_run or dry_run)
     settings.check()
     _echo(manual.summary(manual.program_file(device, file, settings, force), file))
@@ -584,7 +392,7 @@ def program(settings: Settings, device: str, dry_run: bool, force: bool, file: P
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.pass_obj
 @_reports_errors
-def install(settings: Settings, afu_id: str | None, force: bool, file: Path) -> None:
+def install(given: SettingsInForce, afu_id: str | None, force: bool, file: Path) -> None:
     """Copy a GBS or AOCX into the bitstream store under the name the hook looks up.
 
     A GBS goes to <interface-id>/<afu-id>.gbs from its metadata; an AOCX to
@@ -599,7 +407,7 @@ def install(settings: Settings, afu_id: str | None, force: bool, file: Path) -> 
     """
     from fpga_crihook.commands import install as installing  # noqa: PLC0415
 
-    result = installing.install(file, settings.bitstreams, afu_id, force)
+    result = installing.install(file, given.settings.bitstreams, afu_id, force)
     _echo(installing.summary(result, file))
 
 
@@ -677,13 +485,13 @@ def check(
     from fpga_crihook.commands import check as checks  # noqa: PLC0415
     from fpga_crihook.commands import engines  # noqa: PLC0415
 
-    settings: Settings = context.obj
-    in_force = nodeconfig.settings_in_force(context)
-    findings = checks.config_findings(nodeconfig.config_file(context), in_force)
+    given: SettingsInForce = context.obj
+    settings = given.settings
+    findings = checks.config_findings(given)
     crio = engineconfig.read_crio(
         crio_config or engineconfig.CRIO_CONFIG, crio_config_dir or engineconfig.CRIO_CONFIG_DIR
     )
-    findings += engines.runtime_findings(crio, in_force)
+    findings += engines.runtime_findings(crio, given)
     containerd = engineconfig.read_containerd(containerd_config or engineconfig.CONTAINERD_CONFIG)
     if files:
         findings += engines.engine_findings(crio, containerd, list(files))
@@ -752,12 +560,8 @@ def cdi_generate(
     from fpga_crihook.commands import cdi as specs  # noqa: PLC0415
 
     chosen = specs.output_format(spec_format, output)
-    spec, notes = specs.generate(
-        context.obj,
-        specs.installed_hook(hook_path),
-        nodeconfig.settings_in_force(context),
-        nodeconfig.config_file(context),
-    )
+    given: SettingsInForce = context.obj
+    spec, notes = specs.generate(given.settings, specs.installed_hook(hook_path), given)
     text = specs.render(spec, chosen)
     for note in notes + (specs.output_notes(output) if output is not None else []):
         click.echo(note, err=True)
@@ -798,12 +602,12 @@ def _main(args: list[str] | None, prog_name: str) -> None:
     except click.exceptions.Exit as done:
         status = done.exit_code
     except click.ClickException as error:
-        # Before any command ran: a bad option, variable or config file.
+        # Before any command ran: a bad option or variable.
         logs.say(f"{logs.IDENTIFIER}: {error.format_message()}")
         status = _failure_status(error, _invoked_command(arguments) in HOOK_COMMANDS)
     except click.Abort:
         status = EXIT_FAILURE
-    except Exception as error:  # noqa: BLE001 (a bug before any command ran: no traceback)
+    except Exception as error:  # noqa: BLE001 (before any command ran: a bad config file, a bug)
         logs.say(f"{logs.IDENTIFIER}: {_sentence(error)}")
         status = _failure_status(error, _invoked_command(arguments) in HOOK_COMMANDS)
     sys.exit(status if isinstance(status, int) else 0)

@@ -35,23 +35,23 @@ from fpga_crihook.commands.devices import CardInfo, Health, scan
 from fpga_crihook.deadline import DEADLINE_VARIABLE, DEFAULT_DEADLINE
 from fpga_crihook.devices import Driver
 from fpga_crihook.errors import BitstreamError
+from fpga_crihook.inforce import InForce, Origin, SettingsInForce, env_text
 from fpga_crihook.jsondocs import SchemaProblem
-from fpga_crihook.nodeconfig import ConfigFile, Origin, Setting, env_text
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
-from fpga_crihook.settings import MAX_SECONDS, ProgrammerKind, Seconds, Settings
+from fpga_crihook.settings import ASKING_FOR_EVENTS, ProgrammerKind, Settings, declared
+from fpga_crihook.settingtypes import MAX_SECONDS, Seconds
 from fpga_crihook.store import open_directory, open_entry
 
 _MISSING = "does not exist"  # a hook program that is not there
 EARLY_STAGES = ("prestart", "createRuntime")  # run before the container's process
 # Settings the node checks use, by the variable a hooks.d ``env`` sets them with.
 NODE_SETTINGS = {
-    "FPGA_CRIHOOK_SYSFS": ("sysfs", "--sysfs"),
-    "FPGA_CRIHOOK_DEVFS": ("devfs", "--devfs"),
-    "FPGA_CRIHOOK_BITSTREAMS": ("bitstreams", "--bitstreams"),
+    setting.env_var: (setting.name, setting.option)
+    for setting in map(declared, ("sysfs", "devfs", "bitstreams"))
 }
 HOOK_COMMANDS = ("prestart", "createRuntime")
-# Setting either asks for the events on stderr (see cli._asked_for_events).
-EVENTS_ON_STDERR = ("FPGA_CRIHOOK_LOG_LEVEL", "FPGA_CRIHOOK_LOG_FORMAT")
+# Setting either asks for the events on stderr (see logs.stderr_format).
+EVENTS_ON_STDERR = tuple(setting.env_var for setting in ASKING_FOR_EVENTS)
 # Where runtimes look (CRI-O and podman: containers/common; CDI: the spec's defaults).
 HOOKS_DIRS = (Path("/usr/share/containers/oci/hooks.d"), Path("/etc/containers/oci/hooks.d"))
 CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
@@ -132,10 +132,9 @@ def installed_findings(installed: list[Path], searched: list[Path]) -> list[Find
     ]
 
 
-def config_findings(config: ConfigFile | None, settings: list[Setting]) -> list[Finding]:
+def config_findings(in_force: SettingsInForce) -> list[Finding]:
     """The node config file, then every setting in force and where it came from."""
-    if config is None:
-        return []
+    config, settings = in_force.config_file, in_force.entries
     named = "" if config.named_by is Origin.DEFAULT else f" (named on the {config.named_by})"
     if config.found:
         count = sum(1 for setting in settings if setting.origin is Origin.CONFIG_FILE)
@@ -359,10 +358,10 @@ def _runner(path: Path) -> cdispec.Spec | str | None:
     return program if program in cdi.OUR_PROGRAMS else None
 
 
-def _setting_line(setting: Setting) -> str:
+def _setting_line(setting: InForce) -> str:
     origin = str(setting.origin)
-    if setting.origin is Origin.ENVIRONMENT and setting.envvar is not None:
-        origin = f"environment {setting.envvar}"
+    if setting.origin is Origin.ENVIRONMENT:
+        origin = f"environment {setting.env_var}"
     value = "none" if setting.value is None else env_text(setting.value)
     return f"setting {setting.key} = {value} ({origin})"
 
