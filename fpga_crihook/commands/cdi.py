@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+import click
+
 from fpga_crihook import cdispec
 from fpga_crihook.commands.devices import scan
 from fpga_crihook.devices import find_port_by_name, port_from_sysfs_dir
@@ -267,3 +269,58 @@ def our_hooks(spec: cdispec.Spec) -> list[cdispec.SpecHook]:
     if spec.kind in cdispec.FPGA_KINDS:
         return hooks
     return [hook for hook in hooks if hook.hook.program in OUR_PROGRAMS]
+
+
+@click.group("cdi")
+def cdi() -> None:
+    """Container Device Interface (CDI) specs: how containerd, CRI-O and podman run the hook
+    for a container that asks for an FPGA device by name."""
+
+
+@cdi.command("generate")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the spec to this file, atomically (default: stdout), "
+    "e.g. /etc/cdi/intel.com-fpga.json.",
+)
+@click.option(
+    "--format",
+    "spec_format",
+    type=click.Choice([spec_format.value for spec_format in Format]),
+    help="json or yaml (default: what the --output name ends with, else json).",
+)
+@click.option(
+    "--hook-path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The fpga-crihook the runtime runs (default: this installation's).",
+)
+@click.pass_obj
+def cdi_generate(
+    given: SettingsInForce, output: Path | None, spec_format: str | None, hook_path: Path | None
+) -> None:
+    """Write a CDI spec for this node's FPGA ports (kind intel.com/fpga).
+
+    One device per port, named after it (dfl-port.0, intel-fpga-port.0), and
+    "all"; the spec's createRuntime hook is `fpga-crihook createRuntime --cdi`,
+    with the settings this command was given in its env. A container that
+    asks for a device then gets the port, programmed with the accelerator its
+    FPGA_REGION_N / FPGA_AFU_N variables name, without the region annotation.
+
+    \b
+    Example:
+        fpga-crihook cdi generate --output /etc/cdi/intel.com-fpga.json
+        podman run --device intel.com/fpga=dfl-port.0 \\
+          -e FPGA_REGION_1=ce48... -e FPGA_AFU_1=f7df... IMAGE
+    """
+    chosen = output_format(spec_format, output)
+    spec, notes = generate(given.settings, installed_hook(hook_path), given)
+    text = render(spec, chosen)
+    for note in notes + (output_notes(output) if output is not None else []):
+        click.echo(note, err=True)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_atomically(text, output)
+    click.echo(f"wrote {output}: kind {spec.kind}, devices {', '.join(spec.device_names)}")

@@ -15,10 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from fpga_crihook.commands import tables
+import click
+
+from fpga_crihook.commands import output, tables
 from fpga_crihook.devices import Driver, Fme, pci_address_of, port_from_sysfs_dir
 from fpga_crihook.errors import DeviceBusyError, DeviceError
 from fpga_crihook.ids import is_unhealthy
+from fpga_crihook.inforce import SettingsInForce
 from fpga_crihook.settings import Settings
 
 _NUMBERED = re.compile(r"(.*?)(\d+)")
@@ -96,7 +99,7 @@ Counts = dict[str, dict[str, int]]
 COUNTED = ("programmed", "skipped", "failed")
 
 
-def as_json(cards: list[CardInfo], counts: Counts | None = None) -> dict[str, Any]:
+def to_json(cards: list[CardInfo], counts: Counts | None = None) -> dict[str, Any]:
     """The scan as JSON-ready data (the ``--json`` output), a shape scripts may rely on.
 
     ``{"cards": [card, ...]}``; a card is ``driver`` (``dfl`` or ``opae``),
@@ -334,3 +337,33 @@ def _natural_order(path: Path) -> tuple[str, int]:
     """``dfl-port.10`` after ``dfl-port.2``."""
     match = _NUMBERED.fullmatch(path.name)
     return (path.name, -1) if match is None else (match[1], int(match[2]))
+
+
+@click.command("devices")
+@output.JSON_OPTION
+@click.pass_obj
+def devices(given: SettingsInForce, as_json: bool) -> None:
+    """List the FPGA cards, FMEs and ports under the sysfs root.
+
+    For each port: driver, PCI address, FME device node and region interface
+    ID, port device node, port number, AFU ID and health (healthy, unhealthy,
+    busy or unreadable), and with --metrics-dir how often the hook programmed,
+    skipped and failed on it; then the resource names the Intel FPGA device
+    plugin announces (region and af mode).
+
+    \b
+    Example:
+        fpga-crihook devices
+        fpga-crihook --sysfs testdata/node/sys devices --json
+    """
+    settings = given.settings
+    cards = scan(settings)
+    counts = None
+    if settings.metrics_dir is not None:
+        from fpga_crihook import metrics  # noqa: PLC0415 (only with a metrics directory)
+
+        counts = metrics.port_counts(settings.metrics_dir)
+    if as_json:
+        output.echo_json(to_json(cards, counts))
+    else:
+        output.echo(table(cards, settings.sysfs, counts))

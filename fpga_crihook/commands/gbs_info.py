@@ -13,8 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import click
+
 from fpga_crihook.bitstream import detect_kind, read_bitstream_facts
-from fpga_crihook.commands import tables
+from fpga_crihook.commands import output, tables
+from fpga_crihook.errors import BitstreamError
 from fpga_crihook.gbs import GBS_HEADER, ClockRequest
 from fpga_crihook.store import BitstreamKind
 
@@ -68,7 +71,7 @@ def describe(path: Path) -> BitstreamInfo:
     )
 
 
-def as_json(info: BitstreamInfo) -> dict[str, Any]:
+def to_json(info: BitstreamInfo) -> dict[str, Any]:
     """The ``--json`` output."""
     return {
         "path": str(info.path),
@@ -142,3 +145,28 @@ def _is_number(value: Any) -> bool:
 
 def _bytes(count: int) -> str:
     return f"{count} bytes"
+
+
+@click.command("gbs-info")
+@output.JSON_OPTION
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+def gbs_info(file: Path, as_json: bool) -> None:
+    """Show what a GBS or AOCX bitstream holds, after validating it like the hook.
+
+    Kind, interface ID, AFU ID(s), accelerator name(s), platform, the user
+    clocks it asks for, power, magic-no, sizes (file, metadata, raw
+    bitstream) and, for an AOCX, its board, target, version and hash. A
+    file OPAE's runtime would refuse is shown, then the command fails with
+    the rules it breaks.
+
+    \b
+    Example:
+        fpga-crihook gbs-info /srv/intel.com/fpga/ce48.../d842....gbs
+    """
+    info = describe(file)
+    if as_json:
+        output.echo_json(to_json(info))
+    else:
+        output.echo(text(info))
+    if info.opae_refusal is not None:
+        raise BitstreamError(info.opae_refusal)
