@@ -1,9 +1,9 @@
 """``prestart`` (and ``createRuntime``): the hook itself, as the runtime runs it.
 
 Every container start on the node runs this, and most containers are not
-FPGA containers: such a run reads the state, finds no region annotation and
-ends before importing the rest of the hook (``tests/test_import_cost.py``,
-``make bench``'s noop row).
+FPGA containers: such a run reads the state, finds the container left alone
+(:func:`fpga_crihook.oci.leaves_alone`) and ends before importing the rest of
+the hook (``tests/test_import_cost.py``, ``make bench``'s noop row).
 """
 
 import sys
@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-import structlog
 
 from fpga_crihook.deadline import Deadline
 from fpga_crihook.errors import ExitStatus, SettingsError
@@ -97,18 +96,14 @@ def prestart(
         fpga-crihook prestart < state.json
         fpga-crihook --dry-run prestart --config testdata/config.json
     """
-    from fpga_crihook.oci import Trigger  # noqa: PLC0415 (keep --help fast)
+    from fpga_crihook.oci import Trigger, leaves_alone  # noqa: PLC0415 (keep --help fast)
 
     settings = given.settings
     settings.check()
     state = _container_state(config_file, annotations)
     hook_trigger = Trigger.ANNOTATION if trigger is None else Trigger(trigger)
-    if hook_trigger is Trigger.ANNOTATION and not state.is_fpga_region_container:
-        # Most containers on a node are not ours: leave before importing the rest.
-        structlog.get_logger().debug(
-            "not an FPGA region container: nothing to do", container_id=state.id
-        )
-        return
+    if leaves_alone(state, hook_trigger):
+        return  # before importing the rest: most containers on a node are not ours
     from fpga_crihook.hook import Progress, run_prestart  # noqa: PLC0415
 
     progress = Progress()
