@@ -71,31 +71,62 @@ def describe(path: Path) -> BitstreamInfo:
     )
 
 
-def to_json(info: BitstreamInfo) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class UserClocksJson:
+    high: str | float | None  # as written
+    low: str | float | None
+    set_before_programming: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class BitstreamJson:
     """The ``--json`` output."""
-    return {
-        "path": str(info.path),
-        "kind": str(info.kind),
-        "interface_id": info.interface_id,
-        "afu_ids": list(info.afu_ids),
-        "names": list(info.names),
-        "platform_name": info.platform_name,
-        "file_bytes": info.file_bytes,
-        "gbs_bytes": info.gbs_bytes,
-        "metadata_bytes": info.metadata_bytes,
-        "raw_bytes": info.raw_bytes,
-        "details": dict(info.details),
-        "file_sha256": info.file_sha256,
-        "raw_sha256": info.raw_sha256,
-        "user_clocks": {
-            "high": info.clocks[0].value if info.clocks else None,
-            "low": info.clocks[1].value if info.clocks else None,
-            "set_before_programming": _sets_clocks(info),
-        },
-        "power": info.power,
-        "magic_no": info.magic_no,
-        "opae_refusal": info.opae_refusal,
-    }
+
+    path: str
+    kind: str
+    interface_id: str | None
+    afu_ids: tuple[str, ...]
+    names: tuple[str, ...]
+    platform_name: str | None
+    file_bytes: int
+    gbs_bytes: int
+    metadata_bytes: int
+    raw_bytes: int
+    details: dict[str, str]
+    file_sha256: str
+    raw_sha256: str
+    user_clocks: UserClocksJson
+    power: Any  # as written in the metadata
+    magic_no: Any
+    opae_refusal: str | None
+
+
+def to_json(info: BitstreamInfo) -> BitstreamJson:
+    """The ``--json`` output."""
+    clocks = UserClocksJson(
+        high=info.clocks[0].value if info.clocks else None,
+        low=info.clocks[1].value if info.clocks else None,
+        set_before_programming=_sets_clocks(info),
+    )
+    return BitstreamJson(
+        path=str(info.path),
+        kind=str(info.kind),
+        interface_id=info.interface_id,
+        afu_ids=info.afu_ids,
+        names=info.names,
+        platform_name=info.platform_name,
+        file_bytes=info.file_bytes,
+        gbs_bytes=info.gbs_bytes,
+        metadata_bytes=info.metadata_bytes,
+        raw_bytes=info.raw_bytes,
+        details=dict(info.details),
+        file_sha256=info.file_sha256,
+        raw_sha256=info.raw_sha256,
+        user_clocks=clocks,
+        power=info.power,
+        magic_no=info.magic_no,
+        opae_refusal=info.opae_refusal,
+    )
 
 
 def text(info: BitstreamInfo) -> str:
