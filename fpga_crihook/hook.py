@@ -28,7 +28,7 @@ from fpga_crihook.errors import (
     ProgrammingError,
 )
 from fpga_crihook.locking import FmeLock, fme_lock
-from fpga_crihook.oci import RuntimeConfig, State, Trigger, read_config
+from fpga_crihook.oci import RuntimeConfig, State, Trigger, leaves_alone, read_config
 from fpga_crihook.plan import Assignment, assign, require_healthy_afu, survey
 from fpga_crihook.programmers import LazyProgrammer, Programmer, make_programmer
 from fpga_crihook.requests import (
@@ -117,8 +117,7 @@ def run_prestart(
     progress = Progress() if progress is None else progress
     log = structlog.get_logger()
     _bind_container(state)
-    if trigger is Trigger.ANNOTATION and not state.is_fpga_region_container:
-        log.debug("not an FPGA region container: nothing to do")
+    if leaves_alone(state, trigger):
         return []
     config_file = config_file or Path(state.bundle) / "config.json"
     config = read_config(config_file)

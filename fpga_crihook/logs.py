@@ -18,7 +18,6 @@ import enum
 import logging
 import os
 import stat
-import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
@@ -28,7 +27,7 @@ import structlog
 from fpga_crihook import files
 
 if TYPE_CHECKING:
-    from logging.handlers import SysLogHandler
+    import socket
 
 
 class LogFormat(enum.StrEnum):
@@ -43,9 +42,12 @@ IDENTIFIER = "fpga-crihook"  # journalctl -t fpga-crihook
 SYSLOG_AUTO = "auto"
 SYSLOG_OFF = "off"
 DEV_LOG = "/dev/log"
-# A full socket may hold a send this long, twice (the stdlib retries once), then syslog is
-# given up for the rest of the run: the container's start does not wait for logging.
+# A full socket may hold a send this long, twice (a failed send is tried once more on a new
+# connection, as the stdlib's SysLogHandler does), then syslog is given up for the rest of
+# the run: the container's start does not wait for logging.
 SYSLOG_SEND_TIMEOUT = 0.002
+_DAEMON = 3  # the syslog facility: <sys/syslog.h>
+_SEVERITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}  # <sys/syslog.h>
 _LEADING_KEYS = (
     "timestamp",
     "level",
@@ -58,7 +60,35 @@ _LEADING_KEYS = (
 STDERR = 2
 
 
-class _Stderr:
+class StderrFacts(NamedTuple):
+    """What the CLI knows of stderr and of what the run asked for: the facts
+    :func:`stderr_format` decides on."""
+
+    on_terminal: bool
+    events_asked_for: bool  # a log level or format given as an option or an env var
+    format_chosen: bool  # a log format set anywhere, the config file too
+
+
+# Events on stderr in the log format: what a caller that asks for nothing gets (tests).
+EVENTS_ASKED_FOR = StderrFacts(on_terminal=False, events_asked_for=True, format_chosen=True)
+
+
+def stderr_format(facts: StderrFacts, log_format: LogFormat) -> LogFormat | None:
+    """How this run's events look on stderr, or ``None``: none go there.
+
+    stderr is the runtime's: nothing on success, one line on failure, unless
+    someone asks for the events (a log level or format given as an option or
+    an env var) or reads stderr on a terminal, where they are lines for people
+    unless a format was chosen.
+    """
+    if not (facts.on_terminal or facts.events_asked_for):
+        return None
+    if facts.on_terminal and not facts.format_chosen:
+        return LogFormat.CONSOLE
+    return log_format
+
+
+class Stderr:
     """stderr, written with ``write(2)`` (nothing buffered for the interpreter to flush at exit).
 
     The first failed write (closed, EPIPE, ENOSPC) silences it for the rest of
@@ -70,6 +100,7 @@ class _Stderr:
         self._broken = False
 
     def write(self, text: str) -> None:
+        """Write *text*, or nothing once stderr has failed."""
         if self._broken:
             return
         try:
@@ -84,7 +115,7 @@ class _Stderr:
             self._broken = True
 
 
-class _LogFile:
+class LogFile:
     """The log file: each line in one ``write`` on an O_APPEND descriptor, so hooks running
     at once never interleave inside a line."""
 
@@ -93,7 +124,7 @@ class _LogFile:
         self._fd: int | None = fd
 
     @classmethod
-    def open(cls, path: Path) -> "_LogFile":
+    def open(cls, path: Path) -> "LogFile":
         """Open *path* for appending; raise OSError when it is no regular file.
 
         O_NOFOLLOW: never a symlink planted where the file should be;
@@ -116,104 +147,94 @@ class _LogFile:
         return None
 
 
-class _Journal:
-    """Events to syslog through the stdlib's SysLogHandler, connected on the first event.
+class Syslog:
+    """Events to syslog over a unix datagram socket, connected on the first event: one
+    datagram each, ``<PRI>fpga-crihook[PID]: {json}`` (facility daemon), as syslog(3) sends.
 
-    The noop path logs nothing at info level, so it never imports
-    ``logging.handlers`` nor opens a socket. The first failure (no socket,
-    nobody listening, a queue still full after SYSLOG_SEND_TIMEOUT) gives
-    syslog up for the rest of the run.
+    The noop path logs nothing at info level, so it never opens the socket.
+    The first failure (no socket, nobody listening, a queue still full after
+    SYSLOG_SEND_TIMEOUT) gives syslog up for the rest of the run.
     """
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self.failure: str | None = None  # why events stopped going to syslog
-        self._handler: SysLogHandler | None = None
+        self._socket: socket.socket | None = None
+        self._given_up = False
 
-    def send(self, level: str, message: str) -> bool:
-        """Send one event; False when syslog failed just now."""
-        if self.failure is not None:
-            return True
+    def send(self, level: str, message: str) -> str | None:
+        """Send one event; return why syslog failed if it failed on this one (it is then
+        given up, and later events are not sent)."""
+        if self._given_up:
+            return None
+        priority = _DAEMON << 3 | _SEVERITIES[level]
+        datagram = f"<{priority}>{IDENTIFIER}[{os.getpid()}]: {message}".encode()
+        try:
+            self._send(datagram)
+        except OSError as error:
+            self._given_up = True
+            self._close()
+            return error.strerror or str(error) or "unknown error"
+        return None
+
+    def _send(self, datagram: bytes) -> None:
+        if self._socket is None:
+            self._socket = self._connected()
+        try:
+            self._socket.send(datagram)
+        except OSError:  # e.g. the daemon restarted: a new connection, once
+            self._close()
+            self._socket = self._connected()
+            self._socket.send(datagram)
+
+    def _connected(self) -> "socket.socket":
         import socket  # noqa: PLC0415 (only runs that log at their level pay for it)
 
-        record = logging.LogRecord(IDENTIFIER, _LEVEL_NUMBERS[level], "", 0, message, None, None)
-        # SysLogHandler opens a new socket whenever a send fails and sends again
-        # on it: a default timeout is the one setting that reaches all of them.
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(SYSLOG_SEND_TIMEOUT)
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        connection.settimeout(SYSLOG_SEND_TIMEOUT)
         try:
-            if self._handler is None:
-                self._handler = _syslog_handler(self.address, self._give_up)
-            self._handler.handle(record)
-        finally:
-            socket.setdefaulttimeout(previous)
-        return self.failure is None
+            connection.connect(self.address)
+        except OSError:
+            connection.close()
+            raise
+        return connection
 
-    def _give_up(self, error: BaseException | None) -> None:
-        self.failure = getattr(error, "strerror", None) or str(error) or "unknown error"
-        if self._handler is not None:
-            self._handler.close()
-
-
-_LEVEL_NUMBERS = {name.lower(): number for name, number in logging.getLevelNamesMapping().items()}
+    def _close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
-def _syslog_handler(
-    address: str, give_up: Callable[[BaseException | None], None]
-) -> "SysLogHandler":
-    """A SysLogHandler for a unix datagram socket: facility daemon, identifier fpga-crihook."""
-    import socket  # noqa: PLC0415
-    from logging import handlers  # noqa: PLC0415
-
-    class _Handler(handlers.SysLogHandler):
-        append_nul = False  # as glibc's syslog(3) sends over a datagram socket
-        ident = f"{IDENTIFIER}[{os.getpid()}]: "  # journald: SYSLOG_IDENTIFIER and SYSLOG_PID
-        failed = False
-
-        def emit(self, record: logging.LogRecord) -> None:
-            if not self.failed:
-                super().emit(record)
-
-        def handleError(self, record: logging.LogRecord) -> None:
-            # The stdlib's own prints a traceback to stderr, which is the operator's line.
-            self.failed = True
-            give_up(sys.exc_info()[1])
-
-    return _Handler(address, handlers.SysLogHandler.LOG_DAEMON, socket.SOCK_DGRAM)
+Render = Callable[[str, dict[str, Any]], str]  # level and event to a line
 
 
-class _Destinations(NamedTuple):
-    """Where this run's events go, and how they are rendered for stderr and the file."""
+class Sinks(NamedTuple):
+    """Where this run's events go, and how each destination renders them."""
 
-    stderr: _Stderr
-    stderr_renderer: Any  # None: no events on stderr
-    log_file: _LogFile | None
-    file_renderer: Any
-    journal: _Journal | None
-
-    @property
-    def events_on_stderr(self) -> bool:
-        return self.stderr_renderer is not None
+    stderr: Stderr
+    stderr_render: Render | None  # None: no events on stderr
+    log_file: LogFile | None
+    file_render: Render
+    syslog: Syslog | None
 
 
 class _Events:
-    """structlog's logger: each event, already filtered by level, to every destination."""
+    """structlog's logger: each event, already filtered by level, to every sink."""
 
-    def __init__(self, destinations: _Destinations) -> None:
-        self._to = destinations
+    def __init__(self, sinks: Sinks) -> None:
+        self._to = sinks
 
     def _emit(self, level: str, event: dict[str, Any]) -> None:
         to = self._to
-        if to.journal is not None and not to.journal.send(level, _json(level, event)):
+        if to.syslog is not None and (reason := to.syslog.send(level, _json(level, event))):
             _warn(
                 "cannot send events to syslog: going on without it",
-                syslog=to.journal.address,
-                reason=to.journal.failure,
+                syslog=to.syslog.address,
+                reason=reason,
             )
-        if to.stderr_renderer is not None:
-            to.stderr.write(to.stderr_renderer(None, level, dict(event)) + "\n")
+        if to.stderr_render is not None:
+            to.stderr.write(to.stderr_render(level, event) + "\n")
         if to.log_file is not None:
-            error = to.log_file.write(to.file_renderer(None, level, dict(event)) + "\n")
+            error = to.log_file.write(to.file_render(level, event) + "\n")
             if error is not None:
                 _warn(
                     "cannot write the log file: going on without it",
@@ -238,7 +259,6 @@ class _Events:
 
 
 _JSON = structlog.processors.JSONRenderer()
-_destinations: _Destinations | None = None
 
 
 def _json(level: str, event: dict[str, Any]) -> str:
@@ -266,36 +286,30 @@ def configure(
     stream: TextIO | None = None,
     *,
     syslog: str = SYSLOG_OFF,
-    events_on_stderr: bool = True,
-    stderr_format: LogFormat | None = None,
-) -> None:
-    """Set up structlog for this process (call once, from the CLI).
+    stderr: StderrFacts = EVENTS_ASKED_FOR,
+) -> Sinks:
+    """Set up structlog for this process (call once, from the CLI); return where events go,
+    for :func:`report_failure`.
 
     *syslog* is ``auto`` (``/dev/log`` when that socket exists), ``off`` or
-    a socket path. *events_on_stderr* False leaves stderr to
-    :func:`report_failure`'s one line; *stderr_format* (default: *log_format*)
-    is how events look there. *stream* stands in for stderr in tests.
+    a socket path. *stderr* holds the facts :func:`stderr_format` decides on;
+    *stream* stands in for stderr in tests.
     """
-    global _destinations  # noqa: PLW0603 (one logging set-up per process, as structlog's own)
-    problems: list[tuple[str, dict[str, Any]]] = []
+    problems: list[dict[str, Any]] = []
     file = None
     if log_file is not None:
         try:
-            file = _LogFile.open(log_file)
+            file = LogFile.open(log_file)
         except OSError as error:
-            reason = error.strerror or str(error)
-            problems.append(
-                (
-                    "cannot open the log file: going on without it",
-                    {"log_file": str(log_file), "reason": reason},
-                )
-            )
-    _destinations = _Destinations(
-        _Stderr(stream),
-        _renderer(stderr_format or log_format) if events_on_stderr else None,
+            problems.append({"log_file": str(log_file), "reason": error.strerror or str(error)})
+    on_stderr = stderr_format(stderr, log_format)
+    address = syslog_address(syslog)
+    sinks = Sinks(
+        Stderr(stream),
+        None if on_stderr is None else _render(on_stderr),
         file,
-        _renderer(log_format),
-        _journal(syslog),
+        _render(log_format),
+        None if address is None else Syslog(address),
     )
     structlog.configure(
         processors=[
@@ -307,20 +321,19 @@ def configure(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=lambda *_: _Events(_destinations),
+        logger_factory=lambda *_: _Events(sinks),
         cache_logger_on_first_use=False,
     )
-    for event, fields in problems:
-        _warn(event, **fields)
+    for fields in problems:
+        _warn("cannot open the log file: going on without it", **fields)
+    return sinks
 
 
-def _renderer(log_format: LogFormat) -> Any:
-    return _JSON if log_format is LogFormat.JSON else structlog.dev.ConsoleRenderer(colors=False)
-
-
-def _journal(syslog: str) -> _Journal | None:
-    address = syslog_address(syslog)
-    return None if address is None else _Journal(address)
+def _render(log_format: LogFormat) -> Render:
+    if log_format is LogFormat.JSON:
+        return _json
+    console = structlog.dev.ConsoleRenderer(colors=False)
+    return lambda level, event: str(console(None, level, dict(event)))
 
 
 def syslog_address(syslog: str) -> str | None:
@@ -337,20 +350,20 @@ def syslog_address(syslog: str) -> str | None:
     return DEV_LOG if is_socket else None
 
 
-def report_failure(sentence: str) -> None:
-    """The one line an operator reads in the pod's events, unless events already go to stderr.
+def report_failure(sentence: str, sinks: Sinks | None) -> None:
+    """The one line an operator reads in the pod's events, unless this run's events already
+    go to stderr (*sinks*: what :func:`configure` returned; None: not configured).
 
     Written after the failure's event, so that it is stderr's last line.
     """
-    if _destinations is not None and _destinations.events_on_stderr:
+    if sinks is not None and sinks.stderr_render is not None:
         return
-    say(f"{IDENTIFIER}: {sentence}")
+    (Stderr() if sinks is None else sinks.stderr).write(f"{IDENTIFIER}: {sentence}\n")
 
 
 def say(line: str) -> None:
     """One plain line on stderr, whatever state stderr is in."""
-    stderr = _destinations.stderr if _destinations is not None else _Stderr()
-    stderr.write(line + "\n")
+    Stderr().write(line + "\n")
 
 
 def keep_standard_descriptors_open() -> None:

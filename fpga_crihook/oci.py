@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fpga_crihook import jsondocs
@@ -75,6 +76,21 @@ class State(BaseModel):
             field: next((self.annotations[key] for key in keys if key in self.annotations), None)
             for field, keys in POD_IDENTITY_ANNOTATIONS.items()
         }
+
+
+def leaves_alone(state: State, trigger: Trigger) -> bool:
+    """True (and a debug event says so) when the hook has nothing to do for the container,
+    whatever its config: a hooks.d file's run for a container without the region annotation.
+
+    The one place that decides: the hook's command asks before it imports the
+    rest of the hook, and :func:`~fpga_crihook.hook.run_prestart` for its
+    other callers.
+    """
+    if trigger is not Trigger.ANNOTATION or state.is_fpga_region_container:
+        return False
+    log = structlog.get_logger()
+    log.debug("not an FPGA region container: nothing to do", container_id=state.id)
+    return True
 
 
 class Device(BaseModel):

@@ -302,3 +302,22 @@ def test_help_lists_the_settings() -> None:
         "--log-file",
     ):
         assert option in result.stdout
+
+
+def test_the_hook_imports_no_operator_command(tmp_path: Path) -> None:
+    """Each command is imported when it runs: the hook's start pays for its own alone."""
+    bundle = write_bundle(tmp_path / "bundle", env=None, devices=None)
+
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "fpga_crihook", "prestart"],
+        input=state_json(bundle, annotated=False),
+        text=True,
+        capture_output=True,
+        env={"FPGA_CRIHOOK_SYSLOG": "off"},
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.rpartition("|")[2].strip() for line in result.stderr.splitlines()}
+    commands = {name for name in imported if name.startswith("fpga_crihook.commands.")}
+    assert commands == {"fpga_crihook.commands.prestart"}

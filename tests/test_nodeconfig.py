@@ -3,7 +3,6 @@
 import os
 from pathlib import Path
 
-import click
 import pytest
 from conftest import AFU_1, AFU_2, REGION_A, Completed, run_cli
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
@@ -203,24 +202,14 @@ def test_missing_config_file_is_fine_and_help_ignores_a_broken_one(tmp_path: Pat
     assert "FPGA_CRIHOOK_CONFIG" in helped.stdout
 
 
-def test_an_option_added_to_the_group_is_a_config_key_without_more_code(tmp_path: Path) -> None:
-    """Keys come from the group's own options: a new setting needs no entry elsewhere."""
-
-    @click.command()
-    @click.option("--deadline", type=click.FloatRange(min=0), default=80.0)
-    @click.option("--syslog", default="auto")
-    def group(deadline: float, syslog: str) -> None:
-        """Stands in for the command group."""
-
+def test_a_setting_of_the_schema_is_a_config_key_without_more_code(tmp_path: Path) -> None:
+    """Keys come from the settings' schema: a new setting needs no entry elsewhere."""
     config = _write_config(tmp_path / "config.toml", 'deadline = 12\nsyslog = "off"\n')
-    context = click.Context(group)
 
-    nodeconfig.load_defaults(context, config, nodeconfig.Origin.DEFAULT)
-
-    assert context.default_map == {"deadline": 12.0, "syslog": "off"}
+    assert nodeconfig.load(config) == {"deadline": 12.0, "syslog": "off"}
     _write_config(config, "deadline = -3\n")
     with pytest.raises(SettingsError, match="key 'deadline': -3"):
-        nodeconfig.load_defaults(context, config, nodeconfig.Origin.DEFAULT)
+        nodeconfig.load(config)
 
 
 def test_a_log_level_in_the_config_file_reaches_the_journal_not_the_pods_error(

@@ -27,12 +27,14 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+import click
+
 from fpga_crihook import cdispec
 from fpga_crihook.commands.devices import scan
 from fpga_crihook.devices import find_port_by_name, port_from_sysfs_dir
 from fpga_crihook.errors import DeviceError, HookError
-from fpga_crihook.nodeconfig import DEFAULT_PATH, ENV_VAR, ConfigFile, Origin, Setting
-from fpga_crihook.settings import Settings
+from fpga_crihook.inforce import GIVEN, SettingsInForce
+from fpga_crihook.settings import ASKING_FOR_EVENTS, CONFIG_FILE, Settings
 
 PROGRAM = "fpga-crihook"
 DROP_IN = "intel-fpga-crihook"  # the program Intel's spec names
@@ -51,7 +53,7 @@ CONTAINER_DEVFS = Path("/dev")
 SPEC_SUFFIXES = (".json", ".yaml")  # the only files CDI runtimes read from their directories
 # Either one set puts the hook's events on stderr, which runc pastes into a failed pod's
 # error (DESIGN.md section 6): they concern this command's own output, not the hook's.
-NOT_FOR_THE_HOOK = ("log-level", "log-format")
+NOT_FOR_THE_HOOK = tuple(setting.key for setting in ASKING_FOR_EVENTS)
 
 
 class Format(enum.StrEnum):
@@ -77,9 +79,7 @@ class Generated(NamedTuple):
     notes: list[str]
 
 
-def generate(
-    settings: Settings, hook_path: Path, in_force: list[Setting], config: ConfigFile | None
-) -> Generated:
+def generate(settings: Settings, hook_path: Path, in_force: SettingsInForce) -> Generated:
     """The CDI spec for this node's ports, validated; raises when there is no port."""
     nodes, notes = _port_nodes(settings)
     if not nodes:
@@ -87,7 +87,7 @@ def generate(
             f"no FPGA ports under {settings.sysfs}: a CDI spec needs at least one device"
             + (f" ({'; '.join(notes)})" if notes else "")
         )
-    hook = _hook(hook_path, hook_env(in_force, config), hook_timeout(settings.deadline.seconds))
+    hook = _hook(hook_path, hook_env(in_force), hook_timeout(settings.deadline.seconds))
     spec = cdispec.Spec(
         cdiVersion=cdispec.CDI_VERSION,
         kind=cdispec.KIND,
@@ -101,18 +101,18 @@ def generate(
     return Generated(spec, notes)
 
 
-def hook_env(in_force: list[Setting], config: ConfigFile | None) -> list[str]:
+def hook_env(in_force: SettingsInForce) -> list[str]:
     """The env that gives the hook the settings this command was given.
 
     Settings from the command line or the environment that differ from the
     defaults (but the log level and format), and the config file when it is
     not the default one.
     """
-    env = []
-    if config is not None and os.path.abspath(config.path) != str(DEFAULT_PATH):
-        env.append(f"{ENV_VAR}={os.path.abspath(config.path)}")
-    for setting in in_force:
-        given = setting.origin in (Origin.COMMAND_LINE, Origin.ENVIRONMENT)
+    env, config = [], in_force.config_file
+    if os.path.abspath(config.path) != str(CONFIG_FILE.default):
+        env.append(f"{CONFIG_FILE.env_var}={os.path.abspath(config.path)}")
+    for setting in in_force.entries:
+        given = setting.origin in GIVEN
         given = given and setting.key not in NOT_FOR_THE_HOOK
         absolute = setting  # the runtime runs the hook in another working directory
         if isinstance(setting.value, Path):
@@ -269,3 +269,58 @@ def our_hooks(spec: cdispec.Spec) -> list[cdispec.SpecHook]:
     if spec.kind in cdispec.FPGA_KINDS:
         return hooks
     return [hook for hook in hooks if hook.hook.program in OUR_PROGRAMS]
+
+
+@click.group("cdi")
+def cdi() -> None:
+    """Container Device Interface (CDI) specs: how containerd, CRI-O and podman run the hook
+    for a container that asks for an FPGA device by name."""
+
+
+@cdi.command("generate")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the spec to this file, atomically (default: stdout), "
+    "e.g. /etc/cdi/intel.com-fpga.json.",
+)
+@click.option(
+    "--format",
+    "spec_format",
+    type=click.Choice([spec_format.value for spec_format in Format]),
+    help="json or yaml (default: what the --output name ends with, else json).",
+)
+@click.option(
+    "--hook-path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The fpga-crihook the runtime runs (default: this installation's).",
+)
+@click.pass_obj
+def cdi_generate(
+    given: SettingsInForce, output: Path | None, spec_format: str | None, hook_path: Path | None
+) -> None:
+    """Write a CDI spec for this node's FPGA ports (kind intel.com/fpga).
+
+    One device per port, named after it (dfl-port.0, intel-fpga-port.0), and
+    "all"; the spec's createRuntime hook is `fpga-crihook createRuntime --cdi`,
+    with the settings this command was given in its env. A container that
+    asks for a device then gets the port, programmed with the accelerator its
+    FPGA_REGION_N / FPGA_AFU_N variables name, without the region annotation.
+
+    \b
+    Example:
+        fpga-crihook cdi generate --output /etc/cdi/intel.com-fpga.json
+        podman run --device intel.com/fpga=dfl-port.0 \\
+          -e FPGA_REGION_1=ce48... -e FPGA_AFU_1=f7df... IMAGE
+    """
+    chosen = output_format(spec_format, output)
+    spec, notes = generate(given.settings, installed_hook(hook_path), given)
+    text = render(spec, chosen)
+    for note in notes + (output_notes(output) if output is not None else []):
+        click.echo(note, err=True)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_atomically(text, output)
+    click.echo(f"wrote {output}: kind {spec.kind}, devices {', '.join(spec.device_names)}")

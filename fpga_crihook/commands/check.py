@@ -30,28 +30,28 @@ from typing import NamedTuple, TypeGuard
 import click
 
 from fpga_crihook import cdispec, hooksd, jsondocs
-from fpga_crihook.commands import cdi, regexes
+from fpga_crihook.commands import cdi, output, regexes
 from fpga_crihook.commands.devices import CardInfo, Health, scan
 from fpga_crihook.deadline import DEADLINE_VARIABLE, DEFAULT_DEADLINE
 from fpga_crihook.devices import Driver
-from fpga_crihook.errors import BitstreamError
+from fpga_crihook.errors import BitstreamError, ExitStatus
+from fpga_crihook.inforce import InForce, Origin, SettingsInForce, env_text
 from fpga_crihook.jsondocs import SchemaProblem
-from fpga_crihook.nodeconfig import ConfigFile, Origin, Setting, env_text
 from fpga_crihook.oci import MODE_ANNOTATION, REGION_MODES
-from fpga_crihook.settings import MAX_SECONDS, ProgrammerKind, Seconds, Settings
+from fpga_crihook.settings import ASKING_FOR_EVENTS, ProgrammerKind, Settings, declared
+from fpga_crihook.settingtypes import MAX_SECONDS, Seconds
 from fpga_crihook.store import open_directory, open_entry
 
 _MISSING = "does not exist"  # a hook program that is not there
 EARLY_STAGES = ("prestart", "createRuntime")  # run before the container's process
 # Settings the node checks use, by the variable a hooks.d ``env`` sets them with.
 NODE_SETTINGS = {
-    "FPGA_CRIHOOK_SYSFS": ("sysfs", "--sysfs"),
-    "FPGA_CRIHOOK_DEVFS": ("devfs", "--devfs"),
-    "FPGA_CRIHOOK_BITSTREAMS": ("bitstreams", "--bitstreams"),
+    setting.env_var: (setting.name, setting.option)
+    for setting in map(declared, ("sysfs", "devfs", "bitstreams"))
 }
 HOOK_COMMANDS = ("prestart", "createRuntime")
-# Setting either asks for the events on stderr (see cli._asked_for_events).
-EVENTS_ON_STDERR = ("FPGA_CRIHOOK_LOG_LEVEL", "FPGA_CRIHOOK_LOG_FORMAT")
+# Setting either asks for the events on stderr (see logs.stderr_format).
+EVENTS_ON_STDERR = tuple(setting.env_var for setting in ASKING_FOR_EVENTS)
 # Where runtimes look (CRI-O and podman: containers/common; CDI: the spec's defaults).
 HOOKS_DIRS = (Path("/usr/share/containers/oci/hooks.d"), Path("/etc/containers/oci/hooks.d"))
 CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
@@ -132,10 +132,9 @@ def installed_findings(installed: list[Path], searched: list[Path]) -> list[Find
     ]
 
 
-def config_findings(config: ConfigFile | None, settings: list[Setting]) -> list[Finding]:
+def config_findings(in_force: SettingsInForce) -> list[Finding]:
     """The node config file, then every setting in force and where it came from."""
-    if config is None:
-        return []
+    config, settings = in_force.config_file, in_force.entries
     named = "" if config.named_by is Origin.DEFAULT else f" (named on the {config.named_by})"
     if config.found:
         count = sum(1 for setting in settings if setting.origin is Origin.CONFIG_FILE)
@@ -359,10 +358,10 @@ def _runner(path: Path) -> cdispec.Spec | str | None:
     return program if program in cdi.OUR_PROGRAMS else None
 
 
-def _setting_line(setting: Setting) -> str:
+def _setting_line(setting: InForce) -> str:
     origin = str(setting.origin)
-    if setting.origin is Origin.ENVIRONMENT and setting.envvar is not None:
-        origin = f"environment {setting.envvar}"
+    if setting.origin is Origin.ENVIRONMENT:
+        origin = f"environment {setting.env_var}"
     value = "none" if setting.value is None else env_text(setting.value)
     return f"setting {setting.key} = {value} ({origin})"
 
@@ -677,3 +676,118 @@ def _store_findings(store: Path, cards: list[CardInfo]) -> Iterator[Finding]:
                 f"bitstream store {store} has nothing for region {region} "
                 f"({card.driver.label} card {card.name})",
             )
+
+
+class _Engines(NamedTuple):
+    """Where the engines' configs are, as the options name them (None: the default)."""
+
+    crio_config: Path | None
+    crio_config_dir: Path | None
+    containerd_config: Path | None
+
+
+def _report(
+    given: SettingsInForce,
+    files: list[Path],
+    hooks_dirs: list[Path],
+    cdi_dirs: list[Path],
+    configs: _Engines,
+) -> list[Finding]:
+    """Every finding, in the report's order: the settings, the engines, the files, the node."""
+    from fpga_crihook import engineconfig  # noqa: PLC0415
+    from fpga_crihook.commands import engines  # noqa: PLC0415 (it imports this module)
+
+    findings = config_findings(given)
+    crio = engineconfig.read_crio(
+        configs.crio_config or engineconfig.CRIO_CONFIG,
+        configs.crio_config_dir or engineconfig.CRIO_CONFIG_DIR,
+    )
+    findings += engines.runtime_findings(crio, given)
+    containerd = engineconfig.read_containerd(
+        configs.containerd_config or engineconfig.CONTAINERD_CONFIG
+    )
+    if files:
+        findings += engines.engine_findings(crio, containerd, files)
+        return findings + run_checks(files, given.settings, installed=files)
+    searched_hooks = hooks_dirs or engines.hooks_dirs_to_search(crio)
+    searched_specs = cdi_dirs or engines.cdi_dirs_to_search(crio, containerd)
+    installed = installed_files(searched_hooks, searched_specs)
+    findings += installed_findings(installed, [*searched_hooks, *searched_specs])
+    findings += engines.engine_findings(crio, containerd, installed)
+    return findings + run_checks([shipped_hooks_file(), *installed], given.settings, installed)
+
+
+@click.command("check")
+@click.option(
+    "--hooks-dir",
+    "hooks_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A hooks.d directory the runtime reads, searched when no FILE is given "
+    "(default: /usr/share/containers/oci/hooks.d, /etc/containers/oci/hooks.d).",
+)
+@click.option(
+    "--cdi-spec-dir",
+    "cdi_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A CDI spec directory, searched when no FILE is given (default: /etc/cdi, /var/run/cdi).",
+)
+@click.option(
+    "--crio-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="CRI-O's config file, read for the directories CRI-O reads (hooks_dir, "
+    "cdi_spec_dirs; default: /etc/crio/crio.conf).",
+)
+@click.option(
+    "--crio-config-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="CRI-O's drop-in config directory, read after --crio-config as CRI-O does "
+    "(default: /etc/crio/crio.conf.d).",
+)
+@click.option(
+    "--containerd-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="containerd's config file, with its imports: CDI on or off, and its spec "
+    "directories (default: /etc/containerd/config.toml).",
+)
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_obj
+def check(
+    given: SettingsInForce,
+    hooks_dirs: tuple[Path, ...],
+    cdi_dirs: tuple[Path, ...],
+    crio_config: Path | None,
+    crio_config_dir: Path | None,
+    containerd_config: Path | None,
+    files: tuple[Path, ...],
+) -> None:
+    """Validate hooks.d files, CDI specs and this node's set-up; exit 1 on any error.
+
+    First the node config file and every setting in force, with where it
+    came from. Each hooks.d file is checked against the hooks.d 1.0.0 format
+    and for what fpga-crihook needs; each CDI spec for the hooks that run
+    fpga-crihook; a hooks.d file and a CDI spec that would both run it for
+    one container are an error. Without FILE: the hooks.d file this package
+    ships and every file in the runtimes' hooks.d and CDI directories that
+    runs fpga-crihook, CRI-O's own hooks_dir and the engines' CDI spec
+    directories included. Where CRI-O's or containerd's config is on the node:
+    the directories each reads, containerd's CDI switch, and an error for a
+    hooks.d file or CDI spec no engine reads. Then the node: FPGA drivers and
+    cards, FME device nodes, the bitstream store. One line per finding: "ok:",
+    "warning:" or "error:".
+
+    \b
+    Example:
+        fpga-crihook check /etc/containers/oci/hooks.d/intel-fpga-crihook.json
+        fpga-crihook check /var/run/cdi/intel.cdi.k8s.io-fpga.json
+        fpga-crihook check
+    """
+    configs = _Engines(crio_config, crio_config_dir, containerd_config)
+    findings = _report(given, list(files), list(hooks_dirs), list(cdi_dirs), configs)
+    output.echo("\n".join(str(finding) for finding in findings))
+    if has_errors(findings):
+        raise SystemExit(ExitStatus.NOT_CLASSIFIED)  # the operator commands' failure status

@@ -13,12 +13,15 @@ import enum
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from fpga_crihook.commands import tables
+import click
+
+from fpga_crihook.commands import output, tables
 from fpga_crihook.devices import Driver, Fme, pci_address_of, port_from_sysfs_dir
 from fpga_crihook.errors import DeviceBusyError, DeviceError
 from fpga_crihook.ids import is_unhealthy
+from fpga_crihook.inforce import SettingsInForce
 from fpga_crihook.settings import Settings
 
 _NUMBERED = re.compile(r"(.*?)(\d+)")
@@ -96,21 +99,61 @@ Counts = dict[str, dict[str, int]]
 COUNTED = ("programmed", "skipped", "failed")
 
 
-def as_json(cards: list[CardInfo], counts: Counts | None = None) -> dict[str, Any]:
-    """The scan as JSON-ready data (the ``--json`` output), a shape scripts may rely on.
+# The --json output, a shape scripts may rely on: ``health`` is one of Health's values; an
+# ID, ``id`` and ``pci_address`` are null when they could not be read, and ``problem`` says why.
 
-    ``{"cards": [card, ...]}``; a card is ``driver`` (``dfl`` or ``opae``),
-    ``name`` (its class directory), ``pci_address``, ``fme`` (``null`` or
-    ``name``, ``device_node``, ``interface_id``, ``health``, ``problem``),
-    ``ports`` and ``problem``; a port is ``name``, ``id``, ``device_node``,
-    ``afu_id``, ``health``, ``problem`` and ``resources`` (the device plugin's
-    resource names, empty unless healthy). ``health`` is one of
-    :class:`Health`'s values; ``interface_id``, ``afu_id``, ``id`` and
-    ``pci_address`` are ``null`` when they could not be read, and ``problem``
-    says why. With *counts* (a metrics directory is set), each port also has
-    ``counts``: ``programmed``, ``skipped`` and ``failed``, the hook's runs.
-    """
-    return {"cards": [_card_json(card, counts) for card in cards]}
+
+@dataclasses.dataclass(frozen=True)
+class FmeJson:
+    name: str
+    device_node: str
+    interface_id: str | None
+    health: str
+    problem: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PortJson:
+    name: str
+    id: int | None
+    device_node: str
+    afu_id: str | None
+    health: str
+    problem: str | None
+    resources: list[str]  # the device plugin's resource names, none unless healthy
+
+
+@dataclasses.dataclass(frozen=True)
+class RunCounts:
+    programmed: int
+    skipped: int
+    failed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CountedPortJson(PortJson):
+    counts: RunCounts  # the hook's runs on the port, when a metrics directory is set
+
+
+@dataclasses.dataclass(frozen=True)
+class CardJson:
+    driver: str  # dfl or opae
+    name: str  # its class directory
+    pci_address: str | None
+    fme: FmeJson | None
+    ports: tuple[PortJson, ...]
+    problem: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DevicesJson:
+    cards: tuple[CardJson, ...]
+
+
+def to_json(cards: list[CardInfo], counts: Counts | None = None) -> DevicesJson:
+    """The scan as the ``--json`` output; with *counts* (a metrics directory is set), each
+    port also has ``counts``, the hook's runs on it."""
+    return DevicesJson(tuple(_card_json(card, counts) for card in cards))
 
 
 def table(cards: list[CardInfo], sysfs: Path, counts: Counts | None = None) -> str:
@@ -196,40 +239,28 @@ def _problems(cards: list[CardInfo]) -> list[str]:
     return found
 
 
-def _card_json(card: CardInfo, counts: Counts | None) -> dict[str, Any]:
+def _card_json(card: CardInfo, counts: Counts | None) -> CardJson:
     fme = None
     if card.fme is not None:
-        fme = {
-            "name": card.fme.name,
-            "device_node": str(card.fme.device_node),
-            "interface_id": card.fme.interface.value,
-            "health": str(card.fme.interface.health),
-            "problem": card.fme.interface.problem,
-        }
-    return {
-        "driver": card.driver.label,
-        "name": card.name,
-        "pci_address": card.pci_address,
-        "fme": fme,
-        "ports": [_port_json(card, port, counts) for port in card.ports],
-        "problem": card.problem,
-    }
+        interface = card.fme.interface
+        fme = FmeJson(
+            card.fme.name,
+            str(card.fme.device_node),
+            interface.value,
+            str(interface.health),
+            interface.problem,
+        )
+    ports = tuple(_port_json(card, port, counts) for port in card.ports)
+    return CardJson(card.driver.label, card.name, card.pci_address, fme, ports, card.problem)
 
 
-def _port_json(card: CardInfo, port: PortInfo, counts: Counts | None) -> dict[str, Any]:
-    shown: dict[str, Any] = {
-        "name": port.name,
-        "id": port.port_id,
-        "device_node": str(port.device_node),
-        "afu_id": port.afu.value,
-        "health": str(port.health),
-        "problem": port.afu.problem,
-        "resources": _port_resources(card, port),
-    }
-    if counts is not None:
-        runs = counts.get(port.name, {})
-        shown["counts"] = {outcome: runs.get(outcome, 0) for outcome in COUNTED}
-    return shown
+def _port_json(card: CardInfo, port: PortInfo, counts: Counts | None) -> PortJson:
+    node, health, resources = str(port.device_node), str(port.health), _port_resources(card, port)
+    shown = (port.name, port.port_id, node, port.afu.value, health, port.afu.problem, resources)
+    if counts is None:
+        return PortJson(*shown)
+    runs = counts.get(port.name, {})
+    return CountedPortJson(*shown, RunCounts(*(runs.get(outcome, 0) for outcome in COUNTED)))
 
 
 def region_resource(interface_id: str) -> str:
@@ -334,3 +365,33 @@ def _natural_order(path: Path) -> tuple[str, int]:
     """``dfl-port.10`` after ``dfl-port.2``."""
     match = _NUMBERED.fullmatch(path.name)
     return (path.name, -1) if match is None else (match[1], int(match[2]))
+
+
+@click.command("devices")
+@output.JSON_OPTION
+@click.pass_obj
+def devices(given: SettingsInForce, as_json: bool) -> None:
+    """List the FPGA cards, FMEs and ports under the sysfs root.
+
+    For each port: driver, PCI address, FME device node and region interface
+    ID, port device node, port number, AFU ID and health (healthy, unhealthy,
+    busy or unreadable), and with --metrics-dir how often the hook programmed,
+    skipped and failed on it; then the resource names the Intel FPGA device
+    plugin announces (region and af mode).
+
+    \b
+    Example:
+        fpga-crihook devices
+        fpga-crihook --sysfs testdata/node/sys devices --json
+    """
+    settings = given.settings
+    cards = scan(settings)
+    counts = None
+    if settings.metrics_dir is not None:
+        from fpga_crihook import metrics  # noqa: PLC0415 (only with a metrics directory)
+
+        counts = metrics.port_counts(settings.metrics_dir)
+    if as_json:
+        output.echo_json(to_json(cards, counts))
+    else:
+        output.echo(table(cards, settings.sysfs, counts))

@@ -20,7 +20,7 @@ from pathlib import Path
 from fpga_crihook import cdispec, engineconfig, logs
 from fpga_crihook.commands.check import HOOKS_DIRS, Finding, Level
 from fpga_crihook.engineconfig import ContainerdConfig, CrioConfig, CrioRuntime, Listed
-from fpga_crihook.nodeconfig import Setting
+from fpga_crihook.inforce import SettingsInForce
 
 # crun's annotation for a file that gets a hook's stderr; CRI-O 1.27.6, 1.28.6, 1.29.4 and
 # 1.30 on drop every run.oci. annotation unless the handler's allowed_annotations lists this.
@@ -81,7 +81,7 @@ def _crio_findings(crio: CrioConfig) -> Iterator[Finding]:
     )
 
 
-def runtime_findings(crio: CrioConfig | None, in_force: list[Setting]) -> list[Finding]:
+def runtime_findings(crio: CrioConfig | None, in_force: SettingsInForce) -> list[Finding]:
     """Which runtime CRI-O runs containers with and where, under it, a failed hook's sentence
     goes: a warning when it would go nowhere."""
     if crio is None:
@@ -123,7 +123,7 @@ def runtime_findings(crio: CrioConfig | None, in_force: list[Setting]) -> list[F
     ]
 
 
-def _under_crun(runtime: CrioRuntime, in_force: list[Setting], opening: str) -> Finding:
+def _under_crun(runtime: CrioRuntime, in_force: SettingsInForce, opening: str) -> Finding:
     places = _sentence_places(in_force)
     if RUN_OCI_PREFIX in runtime.allowed_annotations:
         annotation = (
@@ -150,9 +150,9 @@ def _under_crun(runtime: CrioRuntime, in_force: list[Setting], opening: str) -> 
     return Finding(Level.OK, f"{opening}; the line is in {' and '.join(places)}; {annotation}")
 
 
-def _sentence_places(in_force: list[Setting]) -> list[str]:
+def _sentence_places(in_force: SettingsInForce) -> list[str]:
     """Where the hook's events go with these settings: the journal, the log file."""
-    values = {setting.key: setting.value for setting in in_force}
+    values = {setting.key: setting.value for setting in in_force.entries}
     places = []
     if logs.syslog_address(values.get("syslog", logs.SYSLOG_AUTO)) is not None:
         places.append(f"the journal (journalctl -t {logs.IDENTIFIER} -p err)")

@@ -13,8 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import click
+
 from fpga_crihook.bitstream import detect_kind, read_bitstream_facts
-from fpga_crihook.commands import tables
+from fpga_crihook.commands import output, tables
+from fpga_crihook.errors import BitstreamError
 from fpga_crihook.gbs import GBS_HEADER, ClockRequest
 from fpga_crihook.store import BitstreamKind
 
@@ -68,31 +71,62 @@ def describe(path: Path) -> BitstreamInfo:
     )
 
 
-def as_json(info: BitstreamInfo) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class UserClocksJson:
+    high: str | float | None  # as written
+    low: str | float | None
+    set_before_programming: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class BitstreamJson:
     """The ``--json`` output."""
-    return {
-        "path": str(info.path),
-        "kind": str(info.kind),
-        "interface_id": info.interface_id,
-        "afu_ids": list(info.afu_ids),
-        "names": list(info.names),
-        "platform_name": info.platform_name,
-        "file_bytes": info.file_bytes,
-        "gbs_bytes": info.gbs_bytes,
-        "metadata_bytes": info.metadata_bytes,
-        "raw_bytes": info.raw_bytes,
-        "details": dict(info.details),
-        "file_sha256": info.file_sha256,
-        "raw_sha256": info.raw_sha256,
-        "user_clocks": {
-            "high": info.clocks[0].value if info.clocks else None,
-            "low": info.clocks[1].value if info.clocks else None,
-            "set_before_programming": _sets_clocks(info),
-        },
-        "power": info.power,
-        "magic_no": info.magic_no,
-        "opae_refusal": info.opae_refusal,
-    }
+
+    path: str
+    kind: str
+    interface_id: str | None
+    afu_ids: tuple[str, ...]
+    names: tuple[str, ...]
+    platform_name: str | None
+    file_bytes: int
+    gbs_bytes: int
+    metadata_bytes: int
+    raw_bytes: int
+    details: dict[str, str]
+    file_sha256: str
+    raw_sha256: str
+    user_clocks: UserClocksJson
+    power: Any  # as written in the metadata
+    magic_no: Any
+    opae_refusal: str | None
+
+
+def to_json(info: BitstreamInfo) -> BitstreamJson:
+    """The ``--json`` output."""
+    clocks = UserClocksJson(
+        high=info.clocks[0].value if info.clocks else None,
+        low=info.clocks[1].value if info.clocks else None,
+        set_before_programming=_sets_clocks(info),
+    )
+    return BitstreamJson(
+        path=str(info.path),
+        kind=str(info.kind),
+        interface_id=info.interface_id,
+        afu_ids=info.afu_ids,
+        names=info.names,
+        platform_name=info.platform_name,
+        file_bytes=info.file_bytes,
+        gbs_bytes=info.gbs_bytes,
+        metadata_bytes=info.metadata_bytes,
+        raw_bytes=info.raw_bytes,
+        details=dict(info.details),
+        file_sha256=info.file_sha256,
+        raw_sha256=info.raw_sha256,
+        user_clocks=clocks,
+        power=info.power,
+        magic_no=info.magic_no,
+        opae_refusal=info.opae_refusal,
+    )
 
 
 def text(info: BitstreamInfo) -> str:
@@ -142,3 +176,28 @@ def _is_number(value: Any) -> bool:
 
 def _bytes(count: int) -> str:
     return f"{count} bytes"
+
+
+@click.command("gbs-info")
+@output.JSON_OPTION
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+def gbs_info(file: Path, as_json: bool) -> None:
+    """Show what a GBS or AOCX bitstream holds, after validating it like the hook.
+
+    Kind, interface ID, AFU ID(s), accelerator name(s), platform, the user
+    clocks it asks for, power, magic-no, sizes (file, metadata, raw
+    bitstream) and, for an AOCX, its board, target, version and hash. A
+    file OPAE's runtime would refuse is shown, then the command fails with
+    the rules it breaks.
+
+    \b
+    Example:
+        fpga-crihook gbs-info /srv/intel.com/fpga/ce48.../d842....gbs
+    """
+    info = describe(file)
+    if as_json:
+        output.echo_json(to_json(info))
+    else:
+        output.echo(text(info))
+    if info.opae_refusal is not None:
+        raise BitstreamError(info.opae_refusal)

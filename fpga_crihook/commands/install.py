@@ -20,9 +20,13 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+import click
+
 from fpga_crihook.bitstream import detect_kind, inspect_bitstream
+from fpga_crihook.commands import output
 from fpga_crihook.errors import BitstreamError, InputError
 from fpga_crihook.ids import InvalidIdError, requested_id
+from fpga_crihook.inforce import SettingsInForce
 from fpga_crihook.snapshot import open_regular_file
 from fpga_crihook.store import BitstreamKind, open_directory, open_entry
 from fpga_crihook.sysfs import is_within
@@ -31,7 +35,7 @@ _COPY_CHUNK = 1 << 20
 
 
 class InstallStatus(enum.StrEnum):
-    """What :func:`install` did."""
+    """What :func:`install_file` did."""
 
     INSTALLED = "installed"
     REPLACED = "replaced"
@@ -46,7 +50,7 @@ class InstallResult(NamedTuple):
     shadowed_by: Path | None  # a .gbs of the same name, which the hook takes first
 
 
-def install(source: Path, store: Path, afu_id: str | None, force: bool) -> InstallResult:
+def install_file(source: Path, store: Path, afu_id: str | None, force: bool) -> InstallResult:
     """Copy *source* into *store* under its canonical name.
 
     A different file already there is replaced only with *force*.
@@ -189,3 +193,30 @@ def _shadow(target: Path, kind: BitstreamKind) -> Path | None:
         return None
     gbs = target.with_suffix(f".{BitstreamKind.GBS}")
     return gbs if os.path.lexists(gbs) else None
+
+
+@click.command("install")
+@click.option(
+    "--afu-id",
+    default=None,
+    metavar="ID",
+    help="For an AOCX (required there, refused for a GBS): the AFU ID pods request it by.",
+)
+@click.option("--force", is_flag=True, help="Replace a different file installed under that name.")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_obj
+def install(given: SettingsInForce, afu_id: str | None, force: bool, file: Path) -> None:
+    """Copy a GBS or AOCX into the bitstream store under the name the hook looks up.
+
+    A GBS goes to <interface-id>/<afu-id>.gbs from its metadata; an AOCX to
+    <interface-id>/<ID>.aocx with --afu-id ID. The file is validated first
+    and appears in one atomic rename; an identical file already there is
+    left alone, a different one is only replaced with --force.
+
+    \b
+    Example:
+        fpga-crihook install nlb_3.gbs
+        fpga-crihook install --afu-id 18b79ffa2ee54aa096ef4230dafacb5f vector_add.aocx
+    """
+    result = install_file(file, given.settings.bitstreams, afu_id, force)
+    output.echo(summary(result, file))

@@ -6,15 +6,20 @@ taken, and the port must report the file's AFU afterwards: the same
 check-program-verify as the hook's, through :func:`hook.ensure_port`.
 """
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
 from typing import NamedTuple
 
+import click
+
 from fpga_crihook.bitstream import detect_kind, inspect_bitstream
+from fpga_crihook.commands import output
 from fpga_crihook.devices import Port, find_port_by_name, port_from_sysfs_dir, resolve_ports
 from fpga_crihook.errors import BitstreamError, DeviceError
 from fpga_crihook.hook import Outcome, ensure_port
+from fpga_crihook.inforce import SettingsInForce
 from fpga_crihook.oci import Device
 from fpga_crihook.plan import Assignment, survey
 from fpga_crihook.programmers import make_programmer
@@ -102,3 +107,32 @@ def summary(result: ManualResult, path: Path) -> str:
     if result.outcome is Outcome.WOULD_PROGRAM:
         return f"dry run: {port} would be programmed with {path} (AFU {result.afu_id})"
     return f"{port} programmed with {path}: it now holds AFU {result.afu_id}"
+
+
+@click.command("program")
+@click.option(
+    "--port",
+    "device",
+    required=True,
+    metavar="DEV",
+    help="The port: a device path (/dev/dfl-port.0) or a port name (dfl-port.0).",
+)
+@click.option("--dry-run", is_flag=True, help="Do every check but program nothing.")
+@click.option("--force", is_flag=True, help="Program even if the port holds the AFU already.")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_obj
+def program(given: SettingsInForce, device: str, dry_run: bool, force: bool, file: Path) -> None:
+    """Program one port with a bitstream file by hand, with the hook's checks.
+
+    The file must be built for the region of the port's FME, the card must be
+    healthy, the FME lock is taken, and the port must report the file's AFU
+    afterwards. The programmer is the one the settings name.
+
+    \b
+    Example:
+        fpga-crihook program --port /dev/dfl-port.0 nlb_3.gbs
+    """
+    settings = given.settings
+    settings = dataclasses.replace(settings, dry_run=settings.dry_run or dry_run)
+    settings.check()
+    output.echo(summary(program_file(device, file, settings, force), file))
