@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from conftest import Completed
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+from helpers import Completed
 from simnode import SimNode, SimPort
 
 REQUIRE_VARIABLE = "FPGA_CRIHOOK_REQUIRE_E2E"

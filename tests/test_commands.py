@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aocxfiles import aocx_bytes
-from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REGION_B, REPO, Completed, run_cli
+from helpers import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REGION_B, REPO, Completed, run_cli
 from simnode import (
     SimCard,
     SimNode,

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, REGION_A, REGION_B
+from helpers import AFU_1, AFU_2, REGION_A, REGION_B
 from simnode import SimNode, add_card
 
 from fpga_crihook import sysfs

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AFU_1, AFU_2, DROP_IN, REGION_A, run_cli
 from engine import Engine, Podman, available_engine, request_env, shipped_port
+from helpers import AFU_1, AFU_2, DROP_IN, REGION_A, run_cli
 from simnode import SimNode, logged_events
 
 INTEL_KIND = "intel.cdi.k8s.io/fpga"

@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, HOOK, REGION_A, REPO, run_cli
+from helpers import AFU_1, AFU_2, HOOK, REGION_A, REPO, run_cli
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook.errors import ExitStatus
