@@ -1,4 +1,5 @@
-"""The package's shape (STYLE.md): formats know one format, the hook's line knows no command."""
+"""The package's shape (CONTRIBUTING.md#how-the-code-is-laid-out): formats know one
+format, the hook's line knows no command."""
 
 import ast
 from pathlib import Path

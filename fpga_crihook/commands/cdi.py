@@ -52,7 +52,7 @@ PERMISSIONS = "rw"  # the container uses the port; it never creates device nodes
 CONTAINER_DEVFS = Path("/dev")
 SPEC_SUFFIXES = (".json", ".yaml")  # the only files CDI runtimes read from their directories
 # Either one set puts the hook's events on stderr, which runc pastes into a failed pod's
-# error (DESIGN.md section 6): they concern this command's own output, not the hook's.
+# error (docs/design.md#output): they concern this command's own output, not the hook's.
 NOT_FOR_THE_HOOK = tuple(setting.key for setting in ASKING_FOR_EVENTS)
 
 
