@@ -30,6 +30,7 @@ from typing import NamedTuple
 import click
 
 from fpga_crihook import cdispec
+from fpga_crihook.commands import output as text_output
 from fpga_crihook.commands.devices import scan
 from fpga_crihook.devices import find_port_by_name, port_from_sysfs_dir
 from fpga_crihook.errors import DeviceError, HookError
@@ -323,4 +324,4 @@ def cdi_generate(
         click.echo(text, nl=False)
         return
     write_atomically(text, output)
-    click.echo(f"wrote {output}: kind {spec.kind}, devices {', '.join(spec.device_names)}")
+    text_output.echo(f"wrote {output}: kind {spec.kind}, devices {', '.join(spec.device_names)}")
