@@ -1,4 +1,4 @@
-"""OpenCL AOCX files: a gzip-compressed GBS inside an ELF inside an ELF (DESIGN.md section 4).
+"""OpenCL AOCX files: a gzip-compressed GBS inside an ELF inside an ELF (docs/design.md#aocx).
 
 An ``.aocx`` file is an ELF whose ``.acl.fpga.bin`` section is itself an ELF
 whose ``.acl.gbs.gz`` section is a gzip-compressed GBS. Both ELF layers are

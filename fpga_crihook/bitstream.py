@@ -1,8 +1,9 @@
 """Bitstream files: opening a GBS or AOCX file, and what both yield.
 
-DESIGN.md section 4 has the formats; :mod:`fpga_crihook.gbs` parses a GBS
-image and :mod:`fpga_crihook.aocx` digs the GBS image out of an AOCX file;
-this module is the only one that knows both.
+docs/design.md#gbs and docs/design.md#aocx have the formats;
+:mod:`fpga_crihook.gbs` parses a GBS image and :mod:`fpga_crihook.aocx` digs
+the GBS image out of an AOCX file; this module is the only one that knows
+both.
 
 What is programmed is what was validated. A file is read once, into one
 private buffer (an anonymous mapping for a GBS file, the inflated image for

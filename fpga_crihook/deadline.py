@@ -1,4 +1,4 @@
-"""One deadline for the whole run, and the waits that draw on it (DESIGN.md section 6).
+"""One deadline for the whole run, and the waits that draw on it (docs/design.md#deadline).
 
 The runtime kills a hook whose hooks.d ``timeout`` runs out, in the middle of
 programming if need be. So every wait of the hook (EBUSY retries, the FME

@@ -1,6 +1,6 @@
 """FPGA cards, FMEs and ports in sysfs, for the DFL and the OPAE driver.
 
-DESIGN.md section 3 has the two layouts. A port given to a container is
+docs/design.md#sysfs has the two layouts. A port given to a container is
 found only by its numbers: a ``linux.devices`` entry of type ``c`` whose
 ``<sysfs>/dev/char/MAJOR:MINOR`` is an FPGA port whose ``dev`` says the same
 numbers (the container's path for the node may differ from the host's). An

@@ -1,4 +1,4 @@
-"""OPAE's ``fpgaconf`` tool as programmer (DESIGN.md section 5).
+"""OPAE's ``fpgaconf`` tool as programmer (docs/design.md#fpgaconf).
 
 fpgaconf picks the card by PCI address, which comes from the port's place in
 the sysfs device tree, and always programs port 0 of that card's FME (its

@@ -276,7 +276,7 @@ def _check_fits(bitstream: BitstreamFacts, request: Request) -> str:
         raise BitstreamError(
             f"{bitstream.source} holds AFU {bitstream.afu_id}, not the requested {request.afu_id}"
         )
-    # An AOCX carries the board's AFU ID, shared by every OpenCL kernel (DESIGN.md section 4).
+    # An AOCX carries the board's AFU ID, shared by every OpenCL kernel (docs/design.md#aocx).
     return bitstream.afu_id
 
 

@@ -1,4 +1,4 @@
-"""Interface and AFU IDs: canonical form and health (DESIGN.md section 3)."""
+"""Interface and AFU IDs: canonical form and health (docs/design.md#ids)."""
 
 import re
 

@@ -1,4 +1,4 @@
-"""One hook at a time per FME (DESIGN.md section 5).
+"""One hook at a time per FME (docs/design.md#locking).
 
 Reprogramming goes through the FME, so the check-program-verify sequence for
 one FME must not interleave with another hook's. ``flock`` on a file per FME

@@ -1,8 +1,8 @@
 """Where the hook's output goes: events to the journal and the log file, one line to stderr.
 
 runc throws a hook's stderr away when it exits 0 and pastes all of it into
-the container's error when it fails (DESIGN.md section 2), so by default
-stderr carries nothing on success and exactly one plain line on failure,
+the container's error when it fails (docs/design.md#runtime-call), so by
+default stderr carries nothing on success and exactly one plain line on failure,
 ``fpga-crihook: <sentence>``. The structured events (JSON) go to syslog,
 which on a systemd node is the journal (``journalctl -t fpga-crihook``), and
 to the log file when one is set. Someone who asks for events on stderr gets

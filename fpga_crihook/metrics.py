@@ -12,9 +12,10 @@ holds, or a symlink, a FIFO or a directory in its place) is renamed
 as root and rewrites files there, so the directory must be root's (or the
 user's running the command) and writable by nobody else, else metrics are
 skipped with a warning. Metrics never fail a container's start, nor hold it
-up longer than the wait for their lock. prometheus_client (about 80 ms to import) is imported
-only on runs that write metrics; ``devices`` reads the counts from the state
-without it.
+up longer than the wait for their lock. prometheus_client is imported only
+on runs that write metrics (its import, the lock and the two files add about
+20 ms of CPU to such a start: bench/README.md, "What metrics cost");
+``devices`` reads the counts from the state without it.
 """
 
 import contextlib

@@ -1,4 +1,4 @@
-"""Putting a bitstream into a port's region (DESIGN.md section 5).
+"""Putting a bitstream into a port's region (docs/design.md#pr).
 
 ``ioctl`` is the native path, taken the way OPAE's own library takes it: the
 FME and then the port are opened exclusively (the drivers answer EBUSY while

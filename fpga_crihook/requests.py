@@ -11,7 +11,7 @@ Rules for ``process.env`` (the values come from users, through the pod spec):
   a process sees depends on the runtime, and the hook must not guess.
 - ``FPGA_REGION_<suffix>`` pairs with ``FPGA_AFU_<suffix>``; each needs the
   other. Both values must be IDs in canonical form after removing dashes and
-  lowering case (DESIGN.md section 3); all-ones IDs are refused, and so is an
+  lowering case (docs/design.md#ids); all-ones IDs are refused, and so is an
   empty value or one with white space, ``/`` or ``..`` in it: values never
   become paths unless they are exactly 32 hex digits.
 - Error messages may show the hook's own variables (names and values), never

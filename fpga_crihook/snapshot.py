@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from fpga_crihook.aocx import EmbeddedGbs
 
 ELF_MAGIC = b"\x7fELF"
-# buffer_size of the PR ioctl is a u32 (DESIGN.md section 5): no larger raw bitstream can be
+# buffer_size of the PR ioctl is a u32 (docs/design.md#pr): no larger raw bitstream can be
 # programmed, and reading a larger file could fail for lack of memory.
 MAX_GBS_FILE_BYTES = GBS_HEADER.size + MAX_METADATA_BYTES + 0xFFFFFFFF
 # Reads of this size are hashed as they arrive, while the bytes are still in the CPU's cache.

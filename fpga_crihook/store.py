@@ -1,4 +1,4 @@
-"""The bitstream store (DESIGN.md section 4): where a request's file lies, and who may fill it.
+"""The bitstream store (docs/design.md#store): where a request's file lies, and who may fill it.
 
 ``<store>/<interface-id>/<afu-id>.gbs``, else ``.aocx``. Looking a file up
 opens nothing: a port that already holds its AFU (every restart of an FPGA

@@ -1,7 +1,7 @@
 """Reading sysfs attributes the way FPGA drivers expose them.
 
 Attributes are tiny text files. A port's ``afu_id`` can fail with EBUSY
-while the port is being reprogrammed (DESIGN.md section 3): that is retried
+while the port is being reprogrammed (docs/design.md#sysfs): that is retried
 with a bounded backoff, within the busy time limit and the run's deadline;
 any other error is reported at once. The same backoff serves the
 programmers' exclusive opens of the device nodes.

@@ -1,49 +1,26 @@
-"""Shared fixtures: a simulated node per test, and a runner for the installed CLI."""
+"""Shared fixtures: a simulated node per test, the hook run on it, FME locks, a payload.
+
+pytest finds fixtures here; what a test imports by name is in ``helpers.py``.
+"""
 
 import contextlib
 import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
+from deployment import build_payload
+from helpers import REPO, Completed, LockOf, RunHook, run_cli
 from simnode import SimNode, copy_node
 
-from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port
 from fpga_crihook.locking import FmeLock, fme_lock
 from fpga_crihook.settings import Settings
-
-HOOK = Path(sys.executable).parent / "fpga-crihook"
-DROP_IN = Path(sys.executable).parent / "intel-fpga-crihook"  # the createRuntime hook, no args
-REPO = Path(__file__).resolve().parent.parent
-
-REGION_A = "ce48969398f05f33946d560708be108a"
-REGION_B = "69528db6eb31577a8c3668f9faa081f6"
-AFU_1 = "d8424dc4a4a3c413f89e433683f9040b"
-AFU_2 = "f7df405cbd7acf7222f144b0b93acd18"
-AFU_3 = "331db30c988541ea9f5b1b8ae8b5d0b5"
-
-
-class Completed(NamedTuple):
-    """What a run of the installed ``fpga-crihook`` left behind."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-RunHook = Callable[..., Completed]
-LockOf = Callable[[Port], FmeLock]
 
 
 @pytest.fixture(scope="session")
 def built_payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A payload from deployments/build-payload.sh, moved away from where it was built."""
-    from deployment import build_payload  # noqa: PLC0415 (it imports engine, which imports this)
-
     return build_payload(tmp_path_factory.mktemp("payload"))
 
 
@@ -74,53 +51,6 @@ def shipped_opae_node(tmp_path: Path) -> SimNode:
     return copy_node(REPO / "testdata" / "opae-node", tmp_path / "shipped-opae")
 
 
-def run_cli(
-    args: list[str],
-    env: dict[str, str],
-    stdin: str = "",
-    program: Path = HOOK,
-    *,
-    timeout: float = 120,
-    preexec: Callable[[], None] | None = None,
-    cwd: Path | None = None,
-) -> Completed:
-    """Run the installed console script with exactly *env* (no PATH unless given);
-    *preexec* runs in the child before the script (resource limits, say)."""
-    result = subprocess.run(
-        [str(program), *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-        preexec_fn=preexec,
-        cwd=cwd,
-    )
-    return Completed(result.returncode, result.stdout, result.stderr)
-
-
-def run_prestart_with_a_bug(env: dict[str, str], stdin: str) -> Completed:
-    """``fpga-crihook prestart`` whose hook raises ZeroDivisionError: a bug stands in
-    for any exception outside the project's error family."""
-    code = (
-        "import fpga_crihook.hook as hook\n"
-        "hook.run_prestart = lambda *_, **__: 1 / 0\n"
-        "from fpga_crihook.cli import main\n"
-        "main()\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code, "prestart"],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    return Completed(result.returncode, result.stdout, result.stderr)
-
-
 @pytest.fixture
 def run_hook() -> RunHook:
     """``run_hook(node, state_json, **extra_env)`` runs ``fpga-crihook prestart``."""
@@ -144,13 +74,3 @@ def lock_of(tmp_path: Path) -> Iterator[LockOf]:
             return held[port.fme.name]
 
         yield hold
-
-
-def busy_limit(seconds: float = 0.0) -> TimeLimit:
-    """How long sysfs reads retry EBUSY, under a default deadline started now."""
-    return Settings(busy_timeout=seconds).busy_limit
-
-
-def environ_without_path() -> dict[str, str]:
-    """The current environment minus PATH: hooks.d may give the hook no PATH."""
-    return {key: value for key, value in os.environ.items() if key != "PATH"}

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 from engine import unavailable
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DEPLOYMENTS = REPO / "deployments"
 KUBERNETES = DEPLOYMENTS / "kubernetes"
 INSTALLER = DEPLOYMENTS / "install-on-node.sh"

@@ -4,7 +4,7 @@ The container is a static busybox running ``/bin/true`` from a rootfs made
 here: no image is pulled. Port device nodes are made with ``mknod`` using the
 simulated ports' numbers, so the ``linux.devices`` entries podman writes into
 the real ``config.json`` lead the hook to the simulated sysfs tree.
-DESIGN.md section 7 says what works on these machines and why the ulimits
+docs/design.md#testing says what works on these machines and why the ulimits
 are given.
 
 The tests need root, podman, runc and a static busybox. Without them they
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from conftest import Completed
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+from helpers import Completed
 from simnode import SimNode, SimPort
 
 REQUIRE_VARIABLE = "FPGA_CRIHOOK_REQUIRE_E2E"
@@ -33,7 +33,7 @@ REGION_ANNOTATION = "com.intel.fpga.mode=fpga.intel.com/region"
 PROGRAMS = ("podman", "runc", "busybox")
 PACKAGES = ("podman", "runc", "busybox-static")
 ENGINE_TIMEOUT = 120  # seconds for any one podman call
-# The default nofile/nproc limits cannot be raised in the sandbox (DESIGN.md section 7).
+# The default nofile/nproc limits cannot be raised in the sandbox (docs/design.md#testing).
 # No network: /bin/true needs none, and a bridge would need netavark or CNI plugins
 # plus iptables, which an install without recommends may lack.
 RUN_OPTIONS = (

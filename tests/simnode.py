@@ -1,6 +1,6 @@
 """Builders for simulated FPGA nodes: sysfs trees, device nodes, bitstreams, bundles.
 
-The trees have the real drivers' shapes (DESIGN.md section 3): class
+The trees have the real drivers' shapes (docs/design.md#sysfs): class
 symlinks into the PCI device tree, ``dev`` files and ``dev/char`` links.
 Used by the tests and by ``testdata/generate.py``.
 """
@@ -290,7 +290,7 @@ def add_card(
 ) -> SimCard:
     """Add one card (one FME and ``len(afu_ids)`` ports) of the ``dfl`` or ``opae`` driver.
 
-    The card has what a real node shows (DESIGN.md section 3): PCI functions
+    The card has what a real node shows (docs/design.md#sysfs): PCI functions
     with their IDs and ``bus/pci/devices`` links, the class device's
     ``device`` link, the FME's attributes, and unless *optional_attributes*
     is false the ``errors/``, user-clock and ``bitstream_metadata``

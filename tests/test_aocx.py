@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from aocxfiles import aocx_bytes, elf_bytes, fpga_bin_bytes, gzip_bytes
-from conftest import AFU_1, AFU_2, AFU_3, REGION_A, REGION_B, RunHook
+from helpers import AFU_1, AFU_2, AFU_3, REGION_A, REGION_B, RunHook
 from simnode import SimNode, add_card, gbs_bytes, gbs_metadata, state_json, write_bundle
 
 from fpga_crihook.aocx import MAX_GBS_BYTES

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AFU_1, AFU_2, HOOK, REGION_A, REGION_B, Completed, RunHook
+from helpers import AFU_1, AFU_2, HOOK, REGION_A, REGION_B, Completed, RunHook
 from simnode import (
     GBS_MAGIC,
     SimCard,

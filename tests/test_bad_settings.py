@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, DROP_IN, HOOK, REGION_A, Completed, run_cli
+from helpers import AFU_1, DROP_IN, HOOK, REGION_A, Completed, run_cli
 from simnode import SimNode, add_card, state_json, write_bundle
 
 from fpga_crihook.errors import ExitStatus

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 import import_profile
 import pytest
 from cases import difference, median_interval
-from conftest import REPO
 from deployed import source_digest
+from helpers import REPO
 
 ROWS = [
     "bare",

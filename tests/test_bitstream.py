@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aocxfiles import aocx_bytes
-from conftest import AFU_1, AFU_2, REGION_A
+from helpers import AFU_1, AFU_2, REGION_A
 from simnode import (
     SimNode,
     dashed,

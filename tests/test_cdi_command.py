@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import AFU_1, AFU_2, DROP_IN, HOOK, REGION_A, REGION_B, REPO, Completed, run_cli
+from helpers import AFU_1, AFU_2, DROP_IN, HOOK, REGION_A, REGION_B, REPO, Completed, run_cli
 from simnode import SimCard, SimNode, add_card, write_gbs
 
 INTEL_KIND = "intel.cdi.k8s.io/fpga"

@@ -8,7 +8,7 @@ annotated container whatever the state's annotations say.
 import json
 from pathlib import Path
 
-from conftest import AFU_1, AFU_2, DROP_IN, REGION_A, Completed, run_cli
+from helpers import AFU_1, AFU_2, DROP_IN, REGION_A, Completed, run_cli
 from simnode import (
     SimNode,
     SimPort,

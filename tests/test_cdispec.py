@@ -5,7 +5,7 @@ from typing import Any
 
 import hypothesis
 import pytest
-from conftest import AFU_1, HOOK, REGION_A, run_cli
+from helpers import AFU_1, HOOK, REGION_A, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 from simnode import SimNode, add_card

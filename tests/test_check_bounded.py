@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from fpga_crihook.jsondocs import MAX_FILE_BYTES
 

@@ -8,7 +8,7 @@ options, so the machine's own /etc is never read.
 import json
 from pathlib import Path
 
-from conftest import DROP_IN, HOOK, REPO, Completed, run_cli
+from helpers import DROP_IN, HOOK, REPO, Completed, run_cli
 from simnode import SimNode
 
 STOCK_CRIO_HOOKS_DIR = "/usr/share/containers/oci/hooks.d"

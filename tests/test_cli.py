@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers import (
     AFU_1,
     AFU_2,
     AFU_3,
@@ -14,6 +14,7 @@ from conftest import (
     REGION_B,
     RunHook,
     run_cli,
+    run_on,
     run_prestart_with_a_bug,
 )
 from simnode import (
@@ -302,6 +303,15 @@ def test_help_lists_the_settings() -> None:
         "--log-file",
     ):
         assert option in result.stdout
+
+
+@pytest.mark.parametrize("command", ["devices", "gbs-info", "program", "install", "check"])
+def test_every_command_help_has_an_example(node: SimNode, command: str) -> None:
+    result = run_on(node, command, "--help")
+
+    assert result.returncode == 0
+    assert "Example:" in result.stdout
+    assert f"fpga-crihook {command}" in result.stdout.split("Example:", 1)[1]
 
 
 def test_the_hook_imports_no_operator_command(tmp_path: Path) -> None:

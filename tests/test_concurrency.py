@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, LockOf, RunHook, busy_limit
+from helpers import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, LockOf, RunHook, busy_limit
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook.bitstream import open_bitstream

@@ -23,13 +23,11 @@ from typing import Any, NamedTuple
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import AFU_1, AFU_2, REGION_A, Completed
 from deployment import (
     ABSOLUTE_LINK_TARGET,
     HOOK_JSON,
     INSTALLER,
     KUBERNETES,
-    REPO,
     copies,
     documents,
     final_stage,
@@ -41,6 +39,7 @@ from deployment import (
     tree,
 )
 from engine import request_env, shipped_port, unavailable
+from helpers import AFU_1, AFU_2, REGION_A, REPO, Completed
 from simnode import SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook.errors import ExitStatus

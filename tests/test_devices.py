@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, REGION_A, REGION_B, busy_limit
+from helpers import AFU_1, REGION_A, REGION_B, busy_limit
 from simnode import SimNode, add_card
 
 from fpga_crihook.commands.program import find_port

@@ -1,12 +1,14 @@
-"""inventory: every card of both drivers, its health, and the device plugin's resource names."""
+"""``devices``: every card of both drivers, its health, and the device plugin's resource
+names; the scan itself, then the command's table and JSON through the installed CLI."""
 
 import base64
 import errno
+import json
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, REGION_A, REGION_B
+from helpers import AFU_1, AFU_2, REGION_A, REGION_B, run_on, two_drivers
 from simnode import SimNode, add_card
 
 from fpga_crihook import sysfs
@@ -164,3 +166,93 @@ def test_class_entry_that_vanished_is_reported_and_the_other_cards_still_listed(
     assert gone.problem is not None
     assert "cannot list" in gone.problem
     assert "No such file or directory" in gone.problem
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def test_devices_table_shows_each_port_of_both_drivers(node: SimNode) -> None:
+    two_drivers(node)
+
+    result = run_on(node, "devices")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "DRIVER", "PCI", "ADDRESS", "FME", "INTERFACE", "ID", "PORT", "ID", "AFU", "ID", "HEALTH",
+    ]  # fmt: skip
+    rows = [line.split() for line in lines[1:4]]
+    assert rows == [
+        ["dfl", "0000:5e:00.0", f"{node.devfs}/dfl-fme.0", REGION_A,
+         f"{node.devfs}/dfl-port.0", "0", AFU_1, "healthy"],
+        ["dfl", "0000:5e:00.0", f"{node.devfs}/dfl-fme.0", REGION_A,
+         f"{node.devfs}/dfl-port.1", "1", AFU_2, "healthy"],
+        ["opae", "0000:3b:00.0", f"{node.devfs}/intel-fpga-fme.0", REGION_B,
+         f"{node.devfs}/intel-fpga-port.0", "0", AFU_1, "healthy"],
+    ]  # fmt: skip
+    # Columns line up: every row's AFU ID starts where the header's does.
+    column = lines[0].index("AFU ID")
+    assert all(line[column:].startswith((AFU_1, AFU_2)) for line in lines[1:4])
+    assert f"fpga.intel.com/region-{REGION_A}  " in result.stdout
+    assert "dfl-port.0, dfl-port.1" in result.stdout
+
+
+def test_devices_json_lists_cards_ports_and_resources(node: SimNode) -> None:
+    two_drivers(node)
+
+    result = run_on(node, "devices", "--json")
+
+    assert result.returncode == 0, result.stderr
+    dfl, opae = json.loads(result.stdout)["cards"]
+    assert dfl["driver"] == "dfl"
+    assert dfl["fme"]["interface_id"] == REGION_A
+    assert dfl["fme"]["device_node"] == str(node.devfs / "dfl-fme.0")
+    assert [port["afu_id"] for port in dfl["ports"]] == [AFU_1, AFU_2]
+    assert opae["driver"] == "opae"
+    assert opae["pci_address"] == "0000:3b:00.0"
+    [port] = opae["ports"]
+    assert port == {
+        "name": "intel-fpga-port.0",
+        "id": 0,
+        "device_node": str(node.devfs / "intel-fpga-port.0"),
+        "afu_id": AFU_1,
+        "health": "healthy",
+        "problem": None,
+        "resources": [
+            f"fpga.intel.com/region-{REGION_B}",
+            "fpga.intel.com/af-695.d84.aVKNtusxV3qMNmj5-qCB9thCTcSko8QT-J5DNoP5BAs",
+        ],
+    }
+
+
+def test_devices_shows_an_unhealthy_port_and_announces_nothing_for_it(node: SimNode) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[UNHEALTHY_ID])
+
+    result = run_on(node, "devices", "--json")
+
+    [port] = json.loads(result.stdout)["cards"][0]["ports"]
+    assert (port["health"], port["resources"]) == ("unhealthy", [])
+    table = run_on(node, "devices").stdout
+    assert "unhealthy" in table
+    assert "RESOURCE" not in table
+
+
+def test_devices_table_explains_an_unreadable_port(node: SimNode) -> None:
+    card = add_card(node, "opae", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    card.ports[0].afu_file.write_text("garbage\n")
+
+    result = run_on(node, "devices")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].split()[-2:] == ["-", "unreadable"]
+    assert result.stdout.splitlines()[-1] == (
+        f"problem: {card.ports[0].afu_file}: 'garbage' is not a 32-hex-digit ID"
+    )
+
+
+def test_devices_on_a_node_without_cards_says_so(node: SimNode) -> None:
+    result = run_on(node, "devices")
+
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"no FPGA cards under {node.sysfs}")
+    assert json.loads(run_on(node, "devices", "--json").stdout) == {"cards": []}

@@ -1,6 +1,7 @@
 """The hook under podman + runc through CDI specs, as containerd and CRI-O would run it.
 
-Two ways a CDI spec brings the hook (DESIGN.md sections 2 and 7):
+Two ways a CDI spec brings the hook (docs/design.md#cdi; CDI under podman:
+docs/design.md#testing):
 
 - the spec exactly as Intel's FPGA device plugin writes it: kind
   ``intel.cdi.k8s.io/fpga``, a device named after the FME, whose only edit is
@@ -25,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AFU_1, AFU_2, DROP_IN, REGION_A, run_cli
 from engine import Engine, Podman, available_engine, request_env, shipped_port
+from helpers import AFU_1, AFU_2, DROP_IN, REGION_A, run_cli
 from simnode import SimNode, logged_events
 
 INTEL_KIND = "intel.cdi.k8s.io/fpga"

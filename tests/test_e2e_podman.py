@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REGION_B, REPO
 from engine import (
     REQUIRE_VARIABLE,
     Engine,
@@ -24,6 +23,7 @@ from engine import (
     shipped_port,
     unavailable,
 )
+from helpers import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REGION_B, REPO
 from simnode import SimNode, add_card, write_gbs
 
 from fpga_crihook.errors import ExitStatus

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, REGION_A, Completed, run_cli
+from helpers import AFU_1, AFU_2, REGION_A, Completed, run_cli
 from simnode import SimNode, one_port_container, write_gbs
 
 from fpga_crihook.errors import ExitStatus

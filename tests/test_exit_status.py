@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, DROP_IN, REGION_A, REPO, run_cli, run_prestart_with_a_bug
+from helpers import AFU_1, AFU_2, DROP_IN, REGION_A, REPO, run_cli, run_prestart_with_a_bug
 from simnode import GBS_MAGIC, SimNode, one_port_container, write_gbs
 
 from fpga_crihook.errors import ExitStatus, HookError

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from aocxfiles import aocx_bytes
-from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, LockOf, RunHook, run_cli
+from helpers import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, LockOf, RunHook, run_cli
 from simnode import (
     SimCard,
     SimNode,

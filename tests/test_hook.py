@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, AFU_3, REGION_A, REGION_B
+from helpers import AFU_1, AFU_2, AFU_3, REGION_A, REGION_B
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook import sysfs

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from fpga_crihook import hooksd, jsondocs
 from fpga_crihook.commands.check import shipped_hooks_file

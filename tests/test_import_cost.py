@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from aocxfiles import aocx_bytes
-from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A
+from helpers import AFU_1, AFU_2, AFU_3, HOOK, REGION_A
 from simnode import SimCard, SimNode, add_card, gbs_bytes, state_json, write_bundle, write_gbs
 
 HEAVY = ("jsonschema", "elftools", "fpga_crihook.fpgaconf")

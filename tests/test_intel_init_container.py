@@ -30,11 +30,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from conftest import AFU_2, REGION_A, Completed
 from deployment import (
     HOOK_JSON,
     KUBERNETES,
-    REPO,
     copies,
     documents,
     final_stage,
@@ -44,6 +42,7 @@ from deployment import (
     run_installer,
 )
 from engine import ENGINE_TIMEOUT, RUN_OPTIONS, Engine, available_engine, request_env, shipped_port
+from helpers import AFU_2, REGION_A, REPO, Completed
 from simnode import SimNode, containerd_annotations, logged_events, state_json, write_bundle
 
 FPGA_SW = "/opt/intel/fpga-sw"  # the node's, mounted at the same path by Intel's DaemonSet

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import pytest
 import structlog
-from conftest import AFU_1, AFU_2, REGION_A, run_cli
+from helpers import AFU_1, AFU_2, REGION_A, run_cli
 from simnode import SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook import logs

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import DROP_IN, HOOK, Completed, run_cli
+from helpers import DROP_IN, HOOK, Completed, run_cli
 from simnode import SimNode, state_json, write_bundle
 
 from fpga_crihook import cli, launch

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REPO, run_cli
+from helpers import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REPO, run_cli
 from simnode import SimNode, SimPort, add_card, write_bundle, write_gbs
 
 from fpga_crihook.errors import ExitStatus

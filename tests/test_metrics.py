@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REGION_B, Completed, run_cli
+from helpers import AFU_1, AFU_2, AFU_3, HOOK, REGION_A, REGION_B, Completed, run_cli
 from prometheus_client.parser import text_string_to_metric_families
 from simnode import SimCard, SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
 

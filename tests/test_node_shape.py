@@ -3,7 +3,7 @@
 OPAE's enumeration (its xfpga plugin) finds a card through the class
 device's link into the PCI tree, reads the PCI function's IDs through the
 class device's ``device`` link, and takes the FME and ports from the
-class directory (DESIGN.md section 3). The optional attributes (``errors/``,
+class directory (docs/design.md#sysfs). The optional attributes (``errors/``,
 ``userclk_*``, ``bitstream_metadata``) are absent on some driver versions,
 so the hook and the operator commands must work without them.
 """
@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, HOOK, REGION_A, REPO, run_cli
+from helpers import AFU_1, AFU_2, HOOK, REGION_A, REPO, run_cli
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook.errors import ExitStatus

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, REGION_A, Completed, run_cli
+from helpers import AFU_1, AFU_2, REGION_A, Completed, run_cli
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook import nodeconfig

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
+from helpers import REPO
 
 from fpga_crihook.errors import InputError
 from fpga_crihook.oci import (
@@ -19,8 +20,6 @@ from fpga_crihook.oci import (
     parse_state,
     read_state,
 )
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _state(bundle: Path, **fields: object) -> bytes:

@@ -8,7 +8,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, REGION_A, LockOf, busy_limit
+from helpers import AFU_1, AFU_2, REGION_A, LockOf, busy_limit
 from simnode import SimNode, add_card, write_gbs
 
 from fpga_crihook.bitstream import open_bitstream

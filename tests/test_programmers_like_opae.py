@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import pytest
 import structlog
-from conftest import AFU_1, AFU_2, REGION_A, Completed, busy_limit
+from helpers import AFU_1, AFU_2, REGION_A, Completed, busy_limit
 from simnode import SimCard, SimNode, add_card, gbs_bytes, gbs_metadata, state_json, write_bundle
 
 from fpga_crihook import cli, programmers

@@ -15,7 +15,7 @@ from typing import Any
 
 import hypothesis
 import pytest
-from conftest import AFU_2, REGION_A
+from helpers import AFU_2, REGION_A
 from hypothesis import given
 from hypothesis import strategies as st
 from simnode import GBS_MAGIC, dashed, gbs_bytes

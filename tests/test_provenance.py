@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from aocxfiles import aocx_bytes
-from conftest import AFU_1, AFU_2, REGION_A, Completed, run_cli
+from helpers import AFU_1, AFU_2, REGION_A, Completed, run_cli
 from simnode import SimNode, add_card, gbs_bytes, state_json, write_bundle
 
 RAW = bytes(range(256)) * 64  # what the kernel gets: the raw part of the (embedded) GBS

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AFU_1, AFU_2, REGION_A, REGION_B, RunHook
+from helpers import AFU_1, AFU_2, REGION_A, REGION_B, RunHook
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook.errors import ExitStatus

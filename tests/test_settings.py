@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 from fpga_crihook import nodeconfig
 from fpga_crihook.cli import cli

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from conftest import AFU_1, AFU_2, HOOK, REGION_A, run_cli, run_prestart_with_a_bug
+from helpers import AFU_1, AFU_2, HOOK, REGION_A, run_cli, run_prestart_with_a_bug
 from simnode import SimNode, SimPort, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook.errors import ExitStatus

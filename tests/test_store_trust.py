@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import AFU_1, AFU_2, AFU_3, REGION_A, REPO, Completed, run_cli
+from helpers import AFU_1, AFU_2, AFU_3, REGION_A, REPO, Completed, run_cli
 from simnode import SimCard, SimNode, add_card, gbs_bytes, state_json, write_bundle, write_gbs
 
 from fpga_crihook.errors import ExitStatus

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import click
 
 from fpga_crihook import cdispec
+from fpga_crihook.commands import output as text_output
 from fpga_crihook.commands.devices import scan
 from fpga_crihook.devices import find_port_by_name, port_from_sysfs_dir
 from fpga_crihook.errors import DeviceError, HookError
@@ -52,7 +53,7 @@ PERMISSIONS = "rw"  # the container uses the port; it never creates device nodes
 CONTAINER_DEVFS = Path("/dev")
 SPEC_SUFFIXES = (".json", ".yaml")  # the only files CDI runtimes read from their directories
 # Either one set puts the hook's events on stderr, which runc pastes into a failed pod's
-# error (DESIGN.md section 6): they concern this command's own output, not the hook's.
+# error (docs/design.md#output): they concern this command's own output, not the hook's.
 NOT_FOR_THE_HOOK = tuple(setting.key for setting in ASKING_FOR_EVENTS)
 
 
@@ -323,4 +324,4 @@ def cdi_generate(
         click.echo(text, nl=False)
         return
     write_atomically(text, output)
-    click.echo(f"wrote {output}: kind {spec.kind}, devices {', '.join(spec.device_names)}")
+    text_output.echo(f"wrote {output}: kind {spec.kind}, devices {', '.join(spec.device_names)}")

@@ -1,10 +1,10 @@
 """Every FPGA card under the sysfs root, as the ``devices`` command shows it.
 
-Cards are the class directories of both drivers (DESIGN.md section 3) that
+Cards are the class directories of both drivers (docs/design.md#sysfs) that
 hold an FME or a port; a reading that fails is reported with its health
 instead of stopping the scan, so one broken card does not hide the others.
-The resource names are the ones the device plugin announces (DESIGN.md
-section 6).
+The resource names are the ones the device plugin announces
+(docs/design.md#resources).
 """
 
 import base64

@@ -1,4 +1,4 @@
-"""Putting a bitstream into the store under the name the hook looks up (DESIGN.md section 4).
+"""Putting a bitstream into the store under the name the hook looks up (docs/design.md#store).
 
 A GBS goes to ``<interface-id>/<afu-id>.gbs`` from its own metadata. An AOCX
 carries its board's AFU ID, shared by every OpenCL kernel of that board, so
