@@ -3,7 +3,7 @@
 A hooks.d file is checked against the 1.0.0 format (JSON Schema shipped in
 the package), then for what this hook needs: regexes that compile (Python's
 ``re`` standing in for Go's RE2, under a CPU limit: see
-:mod:`~fpga_crihook.commands.regexes`), anchored, and matching both the current
+:mod:`~fpga_crihook.commands.check.regexes`), anchored, and matching both the current
 and the legacy value of the FPGA mode annotation (DESIGN.md section 1), no
 other condition that keeps it from running (the runtime ANDs them), a stage
 before the container's process starts, an executable hook path, and a
@@ -30,7 +30,8 @@ from typing import NamedTuple, TypeGuard
 import click
 
 from fpga_crihook import cdispec, hooksd, jsondocs
-from fpga_crihook.commands import cdi, output, regexes
+from fpga_crihook.commands import cdi, output
+from fpga_crihook.commands.check import regexes
 from fpga_crihook.commands.devices import CardInfo, Health, scan
 from fpga_crihook.deadline import DEADLINE_VARIABLE, DEFAULT_DEADLINE
 from fpga_crihook.devices import Driver
@@ -695,7 +696,7 @@ def _report(
 ) -> list[Finding]:
     """Every finding, in the report's order: the settings, the engines, the files, the node."""
     from fpga_crihook import engineconfig  # noqa: PLC0415
-    from fpga_crihook.commands import engines  # noqa: PLC0415 (it imports this module)
+    from fpga_crihook.commands.check import engines  # noqa: PLC0415 (it imports this module)
 
     findings = config_findings(given)
     crio = engineconfig.read_crio(
