@@ -2,6 +2,7 @@
 where the runtimes look), a hook that would run twice, and the settings in force."""
 
 import os
+import sys
 from pathlib import Path
 
 from checkfiles import (
@@ -153,6 +154,64 @@ def test_check_without_files_checks_the_installed_spec(node: SimNode, tmp_path: 
 
     assert f"ok: {spec}: CDI spec (cdiVersion 0.5.0, kind intel.com/fpga)" in result.stdout
     assert _lines(result, "warning") == []
+
+
+# check with its one reader of documents wrapped: each file below the directory named first is
+# replaced by a broken one as soon as it has been read, as an editor's save or a new run of
+# cdi generate may replace it while check runs.
+_REPLACED_ONCE_READ = """
+import sys
+from pathlib import Path
+from fpga_crihook import jsondocs
+from fpga_crihook.cli import main
+
+watched = Path(sys.argv.pop(1))
+read_file = jsondocs.read_file
+
+def read_then_replace(path, *args):
+    raw = read_file(path, *args)
+    if watched in path.parents and path.suffix in (".json", ".yaml"):
+        path.write_text("{")
+    return raw
+
+jsondocs.read_file = read_then_replace
+main()
+"""
+
+
+def test_check_reports_each_file_as_it_read_it_once(node: SimNode, tmp_path: Path) -> None:
+    """The search, each file's findings, double runs and the engines' part all look at the
+    one reading of a file: a file replaced while check runs is reported as it was read."""
+    dfl_card(node)
+    hooks_dir, cdi_dir, check = _search(tmp_path)
+    hooks_file = hooks_file_in(hooks_dir)
+    spec = write_spec(cdi_dir / "intel.cdi.k8s.io-fpga.yaml", intel_spec())
+    crio_config = tmp_path / "crio.conf"
+    crio_config.write_text(
+        f'[crio.runtime]\nhooks_dir = ["{hooks_dir}"]\ncdi_spec_dirs = ["{cdi_dir}"]\n'
+    )
+    engines = [
+        *("--crio-config", str(crio_config), "--crio-config-dir", str(tmp_path / "crio.d")),
+        *("--containerd-config", str(tmp_path / "containerd.toml")),
+    ]
+    arguments = ["-c", _REPLACED_ONCE_READ, str(tmp_path), *check, *engines]
+
+    result = run_cli(arguments, node.env(), program=Path(sys.executable))
+
+    assert (hooks_file.read_text(), spec.read_text()) == ("{", "{")  # replaced once read
+    shipped = REPO / "fpga_crihook" / "data" / "intel-fpga-crihook.json"
+    assert _lines(result, "error") == [
+        f"error: {shipped}: hook.path /opt/intel/fpga-crihook/bin/fpga-crihook does not exist",
+        f"error: {hooks_file} and {spec} both run fpga-crihook for an FPGA region container "
+        f"given a device of kind {INTEL_KIND}, whose ports would be programmed twice: "
+        f"remove {hooks_file}: Intel's device plugin runs the hook through {spec}",
+    ]
+    oks = _lines(result, "ok")
+    assert f"ok: {hooks_file}: valid hooks.d 1.0.0 file for fpga-crihook" in oks
+    assert (
+        f"ok: {spec}: CDI spec (cdiVersion 0.5.0, kind {INTEL_KIND}) runs fpga-crihook "
+        "at createRuntime" in oks
+    )
 
 
 def test_check_reports_the_config_file_and_where_each_setting_came_from(
