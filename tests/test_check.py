@@ -156,6 +156,45 @@ def test_check_without_files_checks_the_installed_spec(node: SimNode, tmp_path: 
     assert _lines(result, "warning") == []
 
 
+def test_check_help_names_every_directory_it_searches_without_files(node: SimNode) -> None:
+    result = _cli(node, "check", "--help")
+
+    text = " ".join(result.stdout.split())  # as one line, however click wraps it
+    assert (
+        "--hooks-dir DIRECTORY A hooks.d directory the runtime reads, searched when no FILE is "
+        "given (default: /usr/share/containers/oci/hooks.d, /etc/containers/oci/hooks.d and "
+        "the hooks_dir of CRI-O's config)."
+    ) in text
+    assert (
+        "--cdi-spec-dir DIRECTORY A CDI spec directory, searched when no FILE is given "
+        "(default: /etc/cdi, /var/run/cdi and the cdi_spec_dirs of CRI-O's and containerd's "
+        "configs)."
+    ) in text
+
+
+def test_check_without_files_finds_a_spec_where_only_containerds_config_points(
+    node: SimNode, tmp_path: Path
+) -> None:
+    dfl_card(node)
+    hooks_dir, cdi_dir, _ = _search(tmp_path)
+    spec = write_spec(cdi_dir / "intel.cdi.k8s.io-fpga.json", intel_spec())
+    containerd_config = tmp_path / "containerd.toml"
+    containerd_config.write_text(
+        f'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\n  enable_cdi = true\n'
+        f'  cdi_spec_dirs = ["{cdi_dir}"]\n'
+    )
+    engines = [
+        *("--crio-config", str(tmp_path / "crio.conf"), "--crio-config-dir", str(tmp_path / "d")),
+        *("--containerd-config", str(containerd_config)),
+    ]
+
+    result = _cli(node, "check", "--hooks-dir", str(hooks_dir), *engines)
+
+    assert f"ok: {spec}: CDI spec (cdiVersion 0.5.0, kind {INTEL_KIND}) runs fpga-crihook" in (
+        result.stdout
+    )
+
+
 # check with its one reader of documents wrapped: each file below the directory named first is
 # replaced by a broken one as soon as it has been read, as an editor's save or a new run of
 # cdi generate may replace it while check runs.

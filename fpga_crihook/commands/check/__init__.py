@@ -109,21 +109,27 @@ def _report(
     return findings + _files_and_node([shipped, *found], found, given.settings)
 
 
+def _listed(directories: tuple[Path, ...]) -> str:
+    return ", ".join(str(directory) for directory in directories)
+
+
 @click.command("check")
 @click.option(
     "--hooks-dir",
     "hooks_dirs",
     multiple=True,
     type=click.Path(path_type=Path, file_okay=False),
-    help="A hooks.d directory the runtime reads, searched when no FILE is given "
-    "(default: /usr/share/containers/oci/hooks.d, /etc/containers/oci/hooks.d).",
+    help="A hooks.d directory the runtime reads, searched when no FILE is given (default: "
+    f"{_listed(installed.HOOKS_DIRS)} and the hooks_dir of CRI-O's config).",
 )
 @click.option(
     "--cdi-spec-dir",
     "cdi_dirs",
     multiple=True,
     type=click.Path(path_type=Path, file_okay=False),
-    help="A CDI spec directory, searched when no FILE is given (default: /etc/cdi, /var/run/cdi).",
+    help="A CDI spec directory, searched when no FILE is given (default: "
+    f"{_listed(installed.CDI_SPEC_DIRS)} and the cdi_spec_dirs of CRI-O's and containerd's "
+    "configs).",
 )
 @click.option(
     "--crio-config",
