@@ -13,7 +13,8 @@ from helpers import AFU_1, AFU_2, REGION_A, RunHook, busy_limit, run_cli
 from simnode import SimCard, SimNode, add_card, state_json, write_bundle, write_gbs
 
 from fpga_crihook import sysfs
-from fpga_crihook.commands.check import Level, check_hooks_file, shipped_hooks_file
+from fpga_crihook.commands.check import check_file, shipped_hooks_file
+from fpga_crihook.commands.check.findings import Level
 from fpga_crihook.deadline import DEFAULT_DEADLINE, Deadline
 from fpga_crihook.devices import port_from_sysfs_dir
 from fpga_crihook.errors import DeadlineError, DeviceBusyError, ExitStatus
@@ -149,7 +150,7 @@ def _hooks_file(tmp_path: Path, timeout: int | None, env: list[str]) -> Path:
 def _timeout_findings(path: Path) -> list[tuple[Level, str]]:
     return [
         (finding.level, finding.message)
-        for finding in check_hooks_file(path, Settings())
+        for finding in check_file(path, Settings())
         if "FPGA_CRIHOOK_DEADLINE" in finding.message
     ]
 

@@ -17,8 +17,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from fpga_crihook import cdispec, engineconfig, logs
-from fpga_crihook.commands.check import HOOKS_DIRS, Finding, Level
+from fpga_crihook import logs
+from fpga_crihook.commands.check.documents import Document, SpecFile
+from fpga_crihook.commands.check.findings import Finding, Level
 from fpga_crihook.engineconfig import ContainerdConfig, CrioConfig, CrioRuntime, Listed
 from fpga_crihook.inforce import SettingsInForce
 
@@ -28,35 +29,20 @@ HOOKS_STDERR_ANNOTATION = "run.oci.hooks.stderr"
 RUN_OCI_PREFIX = "run.oci."
 
 
-def hooks_dirs_to_search(crio: CrioConfig | None) -> list[Path]:
-    """The runtimes' usual hooks.d directories and CRI-O's own, each once."""
-    return _unique([*HOOKS_DIRS, *(crio.hooks_dir.directories if crio else ())])
-
-
-def cdi_dirs_to_search(crio: CrioConfig | None, containerd: ContainerdConfig | None) -> list[Path]:
-    """CDI's usual spec directories and those the engines' configs name, each once."""
-    return _unique(
-        [
-            *engineconfig.DEFAULT_CDI_SPEC_DIRS,
-            *(crio.cdi_spec_dirs.directories if crio else ()),
-            *(containerd.cdi_spec_dirs.directories if containerd else ()),
-        ]
-    )
-
-
 def engine_findings(
-    crio: CrioConfig | None, containerd: ContainerdConfig | None, files: list[Path]
+    crio: CrioConfig | None, containerd: ContainerdConfig | None, documents: list[Document]
 ) -> list[Finding]:
-    """What each engine reads, its config's problems, and each of *files* (hooks.d files and
-    CDI specs that run the hook) that sits where no engine on the node looks."""
+    """What each engine reads, its config's problems, and each of *documents* (hooks.d files
+    and CDI specs that run the hook) that sits where no engine on the node looks."""
     findings: list[Finding] = []
     if crio is not None:
         findings += _crio_findings(crio)
     if containerd is not None:
         findings += _containerd_findings(containerd)
     readers = _cdi_readers(crio, containerd)
-    for path in files:
-        if _is_cdi_spec(path):
+    for document in documents:
+        path = document.path
+        if isinstance(document, SpecFile):
             findings += _spec_place_findings(path, readers)
         elif crio is not None:
             findings += _hooks_file_place_findings(path, crio)
@@ -243,14 +229,3 @@ def _within(path: Path, directories: tuple[Path, ...]) -> bool:
     """True when *path* is directly in one of *directories* (symlinks such as /var/run resolved)."""
     parent = os.path.realpath(path.parent)
     return any(os.path.realpath(directory) == parent for directory in directories)
-
-
-def _is_cdi_spec(path: Path) -> bool:
-    try:
-        return cdispec.is_spec(cdispec.read_document(path))
-    except (OSError, ValueError):
-        return False
-
-
-def _unique(paths: list[Path]) -> list[Path]:
-    return list(dict.fromkeys(paths))
