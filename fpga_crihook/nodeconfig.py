@@ -21,6 +21,7 @@ import os
 import reprlib
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ _KEYS = {setting.key: setting for setting in IN_CONFIG_FILE}
 _TOML_TYPES = {Kind.FLAG: ((bool,), "true or false"), Kind.SECONDS: ((int, float), "a number")}
 
 
-def load(path: Path) -> dict[str, Any] | None:
+def load(path: Path) -> Mapping[str, object] | None:
     """The value of each setting the config file at *path* sets, by key, as the setting
     takes it; ``None`` when there is no such file.
 
@@ -72,9 +73,9 @@ def read(path: Path) -> dict[str, Any] | None:
     return _parse(path, raw)
 
 
-def values(document: dict[str, Any], path: Path) -> dict[str, Any]:
+def values(document: dict[str, Any], path: Path) -> dict[str, object]:
     """Each setting's value in *document*: every key a setting's, every value valid."""
-    found = {}
+    found: dict[str, object] = {}
     for key, value in document.items():
         setting = _KEYS.get(key)
         if setting is None:
