@@ -68,6 +68,14 @@ REFERENCES = {
     # The hook's console scripts turn the cyclic garbage collector off (fpga_crihook/launch.py):
     # the same floor with it off shows what that alone is worth, and what is left of the hook.
     "floor-nogc": (f"import gc; gc.disable()\n{FLOOR_MODEL}", "floor-models, collector off"),
+    # What the hook's console scripts do to the process itself (fpga_crihook/launch.py): the
+    # collector off, pydantic's plugin loading off, and os._exit once the output is flushed,
+    # skipping the interpreter's teardown. skip - floor-lean is the hook's own work.
+    "floor-lean": (
+        'import gc, os; gc.disable(); os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"\n'
+        f"{FLOOR_MODEL}os._exit(0)\n",
+        "floor-models, collector and plugins off, os._exit",
+    ),
     "floor-all": (f"{FLOOR_MODEL}import jsonschema", "floor-models + jsonschema"),
     "floor-elf": (
         f"{FLOOR_MODEL}import jsonschema, elftools.elf.elffile",
@@ -307,6 +315,9 @@ def make_report(cases: list[Case], results: Results, options: argparse.Namespace
             ("noop", "floor-models"),
             ("noop", "floor-nogc"),
             ("floor-models", "floor-nogc"),
+            ("skip", "floor-lean"),
+            ("noop", "floor-lean"),
+            ("floor-models", "floor-lean"),
             (f"dry-{size}", "dry-small"),
             (f"hash-{size}", "bare"),
         )

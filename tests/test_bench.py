@@ -22,6 +22,7 @@ ROWS = [
     "floor",
     "floor-models",
     "floor-nogc",
+    "floor-lean",
     "floor-all",
     "floor-elf",
     "hash-1",
