@@ -181,3 +181,21 @@ def test_check_reports_a_file_that_is_not_json(node: SimNode, tmp_path: Path) ->
     assert result.returncode == 1
     errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
     assert errors[0].startswith(f"error: {broken} is not valid JSON")
+
+
+def test_check_keeps_a_finding_on_one_line_when_its_path_holds_a_newline(
+    node: SimNode, tmp_path: Path
+) -> None:
+    healthy_node(node)
+    directory = tmp_path / "a\nok: forged"
+    directory.mkdir()
+    hooks_file = directory / "hooks.json"
+    hooks_file.write_text('{"version": "2.0.0"}')
+
+    result = _cli(node, "check", str(hooks_file))
+
+    assert result.returncode == 1
+    assert not any(line.startswith("ok: forged") for line in result.stdout.splitlines())
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
+    assert errors
+    assert all("a\\nok: forged/hooks.json: breaks the hooks.d" in line for line in errors), errors

@@ -104,3 +104,33 @@ def test_a_summary_shows_a_path_that_is_not_utf_8_escaped(
     assert ("spec\\udcff.json" if command == "cdi generate" else "nlb\\udcff.gbs") in (
         result.stdout
     )
+
+
+@pytest.mark.parametrize("command", ["install", "program", "cdi generate"])
+def test_a_summary_stays_one_line_when_a_path_holds_a_line_break(
+    node: SimNode, tmp_path: Path, command: str
+) -> None:
+    add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1])
+    directory = tmp_path / "a\nforged"
+    directory.mkdir()
+    source = directory / "nlb.gbs"
+    source.write_bytes(gbs_bytes(REGION_A, AFU_1))
+    args = {
+        "install": ["install", str(source)],
+        "program": ["program", "--port", "dfl-port.0", "--force", str(source)],
+        "cdi generate": [
+            "cdi",
+            "generate",
+            "--hook-path",
+            str(HOOK),
+            "--output",
+            str(directory / "spec.json"),
+        ],
+    }[command]
+
+    result = run_cli(args, node.env())
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, lines
+    assert "a\\nforged/" in lines[0]

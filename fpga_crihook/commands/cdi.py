@@ -324,4 +324,5 @@ def cdi_generate(
         click.echo(text, nl=False)
         return
     write_atomically(text, output)
-    text_output.echo(f"wrote {output}: kind {spec.kind}, devices {', '.join(spec.device_names)}")
+    written = f"wrote {output}: kind {spec.kind}, devices {', '.join(spec.device_names)}"
+    text_output.echo(text_output.printable(written))

@@ -171,7 +171,7 @@ def table(cards: list[CardInfo], sysfs: Path, counts: Counts | None = None) -> s
                 ("RESOURCE", "PORTS"), [(name, ", ".join(ports)) for name, ports in resources]
             )
         )
-    problems = [f"problem: {problem}" for problem in _problems(cards)]
+    problems = [f"problem: {output.printable(problem)}" for problem in _problems(cards)]
     if problems:
         parts.append("\n".join(problems))
     return "\n\n".join(parts)

@@ -112,10 +112,10 @@ def summary(result: InstallResult, source: Path) -> str:
         InstallStatus.REPLACED: f"replaced {result.target} with {source}",
         InstallStatus.IDENTICAL: f"{result.target} already holds this file: nothing to do",
     }
-    text = lines[result.status]
+    text = output.printable(lines[result.status])  # a path's line break stays escaped
     if result.shadowed_by is not None:
-        text += (
-            f"\nnote: {result.shadowed_by} exists too and the hook takes it first; "
+        text += "\n" + output.printable(
+            f"note: {result.shadowed_by} exists too and the hook takes it first; "
             "remove it to have the AOCX programmed"
         )
     return text

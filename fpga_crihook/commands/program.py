@@ -135,4 +135,5 @@ def program(given: SettingsInForce, device: str, dry_run: bool, force: bool, fil
     settings = given.settings
     settings = dataclasses.replace(settings, dry_run=settings.dry_run or dry_run)
     settings.check()
-    output.echo(summary(program_file(device, file, settings, force), file))
+    # One line whatever the path holds: it is escaped before echo splits lines.
+    output.echo(output.printable(summary(program_file(device, file, settings, force), file)))

@@ -186,6 +186,7 @@ def check(
     """
     configs = _Engines(crio_config, crio_config_dir, containerd_config)
     findings = _report(given, list(files), list(hooks_dirs), list(cdi_dirs), configs)
-    output.echo("\n".join(str(finding) for finding in findings))
+    # Escaped one by one: a newline a path or document brings stays inside its finding.
+    output.echo("\n".join(output.printable(str(finding)) for finding in findings))
     if has_errors(findings):
         raise SystemExit(ExitStatus.NOT_CLASSIFIED)  # the operator commands' failure status
