@@ -80,6 +80,11 @@ class _Skipped(Exception):
     taken for all of LOCK_TIMEOUT."""
 
 
+class UntrustedDirectory(Exception):
+    """The metrics directory fails :mod:`~fpga_crihook.trust`'s rule, so what it holds may
+    not be the hook's counts."""
+
+
 class _Unusable(ValueError):
     """The state file is not a state this module wrote: why, as the end of a sentence."""
 
@@ -195,12 +200,20 @@ def _read_state(dir_fd: int) -> dict[str, PortStats]:
 
 def port_counts(directory: Path) -> dict[str, dict[str, int]]:
     """Each port's count per outcome (for ``devices``); a state file that cannot be
-    read counts as none."""
+    read counts as none. :class:`UntrustedDirectory` when the directory fails the rule the
+    hook holds it to: the hook writes nothing there, so its counts are somebody else's."""
     try:
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return {}
     try:
+        trust.require(
+            os.fstat(dir_fd),
+            directory,
+            subject=f"the metrics directory {directory}",
+            why="the hook writes no counts there, so these are not the hook's",
+            error=UntrustedDirectory,
+        )
         ports = _read_state(dir_fd)
     except _Unusable:
         return {}

@@ -274,6 +274,28 @@ def test_devices_shows_the_counts_per_port(node: SimNode, tmp_path: Path) -> Non
     assert "counts" not in json.loads(without.stdout)["cards"][0]["ports"][0]
 
 
+def test_devices_shows_no_counts_from_a_metrics_directory_the_hook_would_not_trust(
+    node: SimNode, tmp_path: Path
+) -> None:
+    card = _card(node, 1)
+    metrics_dir = tmp_path / "textfile"
+    env = node.quiet_env(FPGA_CRIHOOK_METRICS_DIR=str(metrics_dir))
+    run_cli(["prestart"], env, _state(tmp_path, "a", [card.ports[0]], [AFU_2]))
+    metrics_dir.chmod(0o777)  # anyone could have written the state file now
+
+    listing = run_cli(["devices"], env)
+    as_json = run_cli(["devices", "--json"], env)
+
+    assert listing.returncode == 0, listing.stderr
+    assert "PROGRAMMED" not in listing.stdout
+    assert "counts" not in json.loads(as_json.stdout)["cards"][0]["ports"][0]
+    assert listing.stderr.splitlines() == [
+        f"warning: the metrics directory {metrics_dir} is writable by group or others "
+        "(mode 0777): the hook writes no counts there, so these are not the hook's "
+        f"(chmod go-w {metrics_dir}); counts not shown"
+    ]
+
+
 def test_state_round_trips_and_buckets_are_cumulative(tmp_path: Path) -> None:
     outcomes = [
         metrics.PortOutcome("dfl-port.0", "programmed", 0.05),

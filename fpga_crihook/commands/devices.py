@@ -390,7 +390,10 @@ def devices(given: SettingsInForce, as_json: bool) -> None:
     if settings.metrics_dir is not None:
         from fpga_crihook import metrics  # noqa: PLC0415 (only with a metrics directory)
 
-        counts = metrics.port_counts(settings.metrics_dir)
+        try:
+            counts = metrics.port_counts(settings.metrics_dir)
+        except metrics.UntrustedDirectory as problem:
+            click.echo(f"warning: {output.printable(str(problem))}; counts not shown", err=True)
     if as_json:
         output.echo_json(to_json(cards, counts))
     else:
