@@ -87,18 +87,9 @@ def _open_lock_dir(lock_dir: Path) -> int:
                 "that reach their lock files by different paths do not keep each other out"
             ) from None
         raise LockError(f"cannot use the lock directory {lock_dir}: {error.strerror}") from None
-    try:
-        _require_private(os.fstat(fd), lock_dir)
-    except LockError:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _require_private(status: os.stat_result, lock_dir: Path) -> None:
     why = "refusing it, as others could remove or replace lock files"
-    trust.require(
-        status, lock_dir, subject=f"the lock directory {lock_dir}", why=why, error=LockError
+    return trust.require_open(
+        fd, lock_dir, subject=f"the lock directory {lock_dir}", why=why, error=LockError
     )
 
 

@@ -80,7 +80,7 @@ class _Skipped(Exception):
     taken for all of LOCK_TIMEOUT."""
 
 
-class UntrustedDirectory(Exception):
+class UntrustedDirectory(_Skipped):
     """The metrics directory fails :mod:`~fpga_crihook.trust`'s rule, so what it holds may
     not be the hook's counts."""
 
@@ -144,19 +144,17 @@ def _record(
 def _open_directory(directory: Path) -> int:
     """The metrics directory, made if missing, opened; refused unless only root can change it."""
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    return _open_trusted(
+        directory, "others could change what the hook, running as root, reads and replaces there"
+    )
+
+
+def _open_trusted(directory: Path, why: str) -> int:
+    """*directory* opened; :class:`UntrustedDirectory`, saying *why* that matters, unless
+    only root can change it."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        trust.require(
-            os.fstat(fd),
-            directory,
-            subject=f"the metrics directory {directory}",
-            why="others could change what the hook, running as root, reads and replaces there",
-            error=_Skipped,
-        )
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    subject = f"the metrics directory {directory}"
+    return trust.require_open(fd, directory, subject=subject, why=why, error=UntrustedDirectory)
 
 
 def _load_or_set_aside(dir_fd: int, directory: Path) -> dict[str, PortStats]:
@@ -203,17 +201,12 @@ def port_counts(directory: Path) -> dict[str, dict[str, int]]:
     read counts as none. :class:`UntrustedDirectory` when the directory fails the rule the
     hook holds it to: the hook writes nothing there, so its counts are somebody else's."""
     try:
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dir_fd = _open_trusted(
+            directory, "the hook writes no counts there, so these are not the hook's"
+        )
     except OSError:
         return {}
     try:
-        trust.require(
-            os.fstat(dir_fd),
-            directory,
-            subject=f"the metrics directory {directory}",
-            why="the hook writes no counts there, so these are not the hook's",
-            error=UntrustedDirectory,
-        )
         ports = _read_state(dir_fd)
     except _Unusable:
         return {}

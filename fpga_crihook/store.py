@@ -82,12 +82,7 @@ def open_entry(store: Path, path: Path) -> int:
             fd = files.open_regular(parts[-1], dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
-    try:
-        _require_trusted(os.fstat(fd), path)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return trust.require_open(fd, path, subject=str(path), why=_WHY, error=BitstreamError)
 
 
 def open_directory(store: Path, parts: Sequence[str]) -> int:
@@ -147,6 +142,8 @@ def _is_link(dir_fd: int, name: str) -> bool:
         return False
 
 
+_WHY = "whoever can change it chooses what the hook programs, so it programs nothing from there"
+
+
 def _require_trusted(status: os.stat_result, path: Path) -> None:
-    why = "whoever can change it chooses what the hook programs, so it programs nothing from there"
-    trust.require(status, path, subject=str(path), why=why, error=BitstreamError)
+    trust.require(status, path, subject=str(path), why=_WHY, error=BitstreamError)

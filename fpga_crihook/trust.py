@@ -47,3 +47,21 @@ def require(
     problem = untrusted(status, path)
     if problem is not None:
         raise error(f"{subject} {problem.reason}: {why} ({problem.fix})")
+
+
+def require_open(
+    fd: int,
+    path: "os.PathLike[str] | str",
+    *,
+    subject: str,
+    why: str,
+    error: Callable[[str], Exception],
+) -> int:
+    """*fd*, the open *path*, once its ``fstat`` passes the rule (see :func:`require`);
+    closed before anything is raised, so a refused descriptor never outlives the check."""
+    try:
+        require(os.fstat(fd), path, subject=subject, why=why, error=error)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
