@@ -19,7 +19,6 @@ descriptor that is then read, so the file cannot be swapped in between.
 import errno
 import os
 import reprlib
-import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,14 +61,16 @@ def read(path: Path) -> dict[str, Any] | None:
                 f"({ENV_VAR}) or replace the link with a copy"
             ) from None
         raise SettingsError(f"cannot read config file {path}: {error.strerror}") from None
-    with os.fdopen(fd, "rb") as stream:
-        _require_trusted(path, os.fstat(stream.fileno()))
-        try:
-            raw = stream.read(MAX_BYTES + 1)
-        except OSError as error:
-            raise SettingsError(f"cannot read config file {path}: {error.strerror}") from None
-    if len(raw) > MAX_BYTES:
-        raise SettingsError(f"config file {path} is larger than {MAX_BYTES} bytes")
+    why = "the hook runs as root and the file can name a program to run"
+    fd = trust.require_open(fd, path, subject=f"config file {path}", why=why, error=SettingsError)
+    try:
+        raw = files.read_at_most(fd, MAX_BYTES)
+    except files.TooLarge:
+        raise SettingsError(f"config file {path} is larger than {MAX_BYTES} bytes") from None
+    except OSError as error:
+        raise SettingsError(f"cannot read config file {path}: {error.strerror}") from None
+    finally:
+        os.close(fd)
     return _parse(path, raw)
 
 
@@ -85,13 +86,6 @@ def values(document: dict[str, Any], path: Path) -> dict[str, object]:
             )
         found[key] = _converted(setting, value, f"config file {path}: key {key!r}")
     return found
-
-
-def _require_trusted(path: Path, status: os.stat_result) -> None:
-    if not stat.S_ISREG(status.st_mode):
-        raise SettingsError(f"config file {path} is not a regular file")
-    why = "the hook runs as root and the file can name a program to run"
-    trust.require(status, path, subject=f"config file {path}", why=why, error=SettingsError)
 
 
 def _parse(path: Path, raw: bytes) -> dict[str, Any]:
