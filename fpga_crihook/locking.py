@@ -103,7 +103,13 @@ def _acquire(dir_fd: int, fme: Fme, path: Path, countdown: Countdown) -> int:
             if not _try_lock(fd, path):
                 if waiting_since is None:
                     waiting_since = _announce_wait(fme, path)
-                _wait_for_lock(fd, fme, path, countdown)
+                _wait_for_lock(
+                    fd,
+                    path,
+                    countdown,
+                    f"FME {fme.name} stayed locked by another hook for {countdown.span()}; "
+                    f"its lock file is {path}",
+                )
             held = _is_the_file_at(dir_fd, path, fd)
         finally:
             if not held:
@@ -135,15 +141,15 @@ def _acquire_guard(fme: Fme, path: Path, countdown: Countdown) -> int:
             f"{error.strerror}"
         ) from None
     try:
-        while not _try_lock(fd, fme.sysfs_dir):
-            if countdown.over():
-                raise countdown.still_busy(
-                    f"FME {fme.name} stayed locked by another hook for {countdown.span()}: "
-                    f"that hook holds {fme.sysfs_dir} locked, while its lock file {path} "
-                    "was removed or replaced under it (do not clean the lock directory "
-                    "while hooks run)"
-                )
-            time.sleep(min(_POLL_SECONDS, countdown.left()))
+        _wait_for_lock(
+            fd,
+            fme.sysfs_dir,
+            countdown,
+            f"FME {fme.name} stayed locked by another hook for {countdown.span()}: "
+            f"that hook holds {fme.sysfs_dir} locked, while its lock file {path} "
+            "was removed or replaced under it (do not clean the lock directory "
+            "while hooks run)",
+        )
     except BaseException:
         os.close(fd)
         raise
@@ -166,13 +172,12 @@ def _announce_wait(fme: Fme, path: Path) -> float:
     return time.monotonic()
 
 
-def _wait_for_lock(fd: int, fme: Fme, path: Path, countdown: Countdown) -> None:
+def _wait_for_lock(fd: int, path: Path, countdown: Countdown, busy: str) -> None:
+    """Poll for the lock of *fd* (the file at *path*) until *countdown* is over; then
+    raise the countdown's busy error, saying *busy*."""
     while not _try_lock(fd, path):
         if countdown.over():
-            raise countdown.still_busy(
-                f"FME {fme.name} stayed locked by another hook for {countdown.span()}; "
-                f"its lock file is {path}"
-            )
+            raise countdown.still_busy(busy)
         time.sleep(min(_POLL_SECONDS, countdown.left()))
 
 
