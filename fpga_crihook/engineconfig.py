@@ -52,9 +52,7 @@ CONTAINERD_CRI_TABLES = {
     2: "io.containerd.grpc.v1.cri",
     3: "io.containerd.cri.v1.runtime",
 }
-CONTAINERD_CRI_PLUGINS = frozenset(
-    {"cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"}
-)
+CONTAINERD_CRI_PLUGINS = frozenset(CONTAINERD_CRI_TABLES.values())
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_FILES = 256  # a drop-in directory or an import list longer than this is not a config
 

@@ -32,7 +32,7 @@ def spec_findings(document: SpecFile, settings: Settings | None) -> list[Finding
     format_findings = list(
         _format_findings(path, spec, cdispec.schema_problems(document.value) if known else [])
     )
-    if any(finding.level is Level.ERROR for finding in format_findings):
+    if has_errors(format_findings):
         return format_findings  # the runtime drops the whole file
     ours = cdi.our_hooks(spec)
     findings = [

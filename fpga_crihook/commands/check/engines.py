@@ -138,12 +138,11 @@ def _under_crun(runtime: CrioRuntime, in_force: SettingsInForce, opening: str) -
 
 def _sentence_places(in_force: SettingsInForce) -> list[str]:
     """Where the hook's events go with these settings: the journal, the log file."""
-    values = {setting.key: setting.value for setting in in_force.entries}
     places = []
-    if logs.syslog_address(values.get("syslog", logs.SYSLOG_AUTO)) is not None:
+    if logs.syslog_address(in_force.value("syslog")) is not None:
         places.append(f"the journal (journalctl -t {logs.IDENTIFIER} -p err)")
-    if values.get("log-file") is not None:
-        places.append(f"the log file {values['log-file']}")
+    if (log_file := in_force.value("log-file")) is not None:
+        places.append(f"the log file {log_file}")
     return places
 
 

@@ -24,7 +24,7 @@ from fpga_crihook.settingtypes import MAX_SECONDS, Seconds
 
 MISSING = "does not exist"  # a hook program that is not there
 EARLY_STAGES = ("prestart", "createRuntime")  # run before the container's process
-HOOK_COMMANDS = ("prestart", "createRuntime")
+HOOK_COMMANDS = EARLY_STAGES  # the hook's commands are named after the stages that run them
 # Settings the node checks use, by the variable a hooks.d ``env`` sets them with.
 NODE_SETTINGS = {
     setting.env_var: (setting.name, setting.option)
