@@ -42,7 +42,7 @@ from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Port
 from fpga_crihook.errors import DeadlineError, DeviceError, ProgrammingError, SettingsError
 from fpga_crihook.locking import FmeLock
-from fpga_crihook.settings import DEFAULT_PATH, Settings
+from fpga_crihook.settings import DEFAULT_PATH, Settings, declared
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _POLL_SECONDS = 0.01
@@ -158,7 +158,7 @@ def require_port_zero(port: Port, busy: TimeLimit) -> None:
             f"port {port.name} is port {port_id} of {port.fme.name}, and fpgaconf always "
             "programs port 0 of an FME: it would reprogram another port, which the container "
             f"may not own, instead of {port.name}. Use the ioctl programmer "
-            "(FPGA_CRIHOOK_PROGRAMMER=ioctl), which programs any port"
+            f"({declared('programmer').env_var}=ioctl), which programs any port"
         )
 
 
@@ -169,14 +169,14 @@ def find_executable(name: str) -> str:
             return name
         raise SettingsError(
             f"the fpgaconf programmer needs {name}, which is not an executable "
-            "file: install OPAE's fpgaconf or fix FPGA_CRIHOOK_FPGACONF"
+            f"file: install OPAE's fpgaconf or fix {declared('fpgaconf').env_var}"
         )
     found = shutil.which(name)
     if found is None:
         raise SettingsError(
             f"the fpgaconf programmer needs {name!r}, which is not on PATH "
             f"({os.environ.get('PATH', '')}): install OPAE's fpgaconf or set "
-            "FPGA_CRIHOOK_FPGACONF to its path"
+            f"{declared('fpgaconf').env_var} to its path"
         )
     return found
 

@@ -33,7 +33,7 @@ from fpga_crihook.deadline import TimeLimit
 from fpga_crihook.devices import Driver, Fme, Port
 from fpga_crihook.errors import BitstreamError, DeviceError, ProgrammingError, SettingsError
 from fpga_crihook.locking import FmeLock
-from fpga_crihook.settings import ProgrammerKind, Settings
+from fpga_crihook.settings import ProgrammerKind, Settings, declared
 from fpga_crihook.sysfs import read_attribute, retry_while_busy
 
 if TYPE_CHECKING:  # the skip path imports this module, and must not pay for file formats
@@ -276,7 +276,7 @@ def _prepare(port: Port, bitstream: BitstreamFacts, kind: ProgrammerKind, busy: 
             f"{bitstream.source} asks for user clocks (high {high}, low {low}) to be "
             f"set before programming; the {kind} programmer cannot set them, and the AFU "
             "would run at the clocks the previous one left. The fpgaconf programmer "
-            "(FPGA_CRIHOOK_PROGRAMMER=fpgaconf) sets them"
+            f"({declared('programmer').env_var}=fpgaconf) sets them"
         )
     port_id = port.read_port_id(busy)
     size = bitstream.raw_size

@@ -337,7 +337,7 @@ class Settings:
         if self.programmer is ProgrammerKind.SIM and _same_path(self.sysfs, REAL_SYSFS):
             raise SettingsError(
                 "the sim programmer only works on a simulated sysfs tree: "
-                "set FPGA_CRIHOOK_SYSFS to a directory other than /sys"
+                f"set {declared('sysfs').env_var} to a directory other than /sys"
             )
         for name, value in (
             ("lock timeout", self.lock_timeout),

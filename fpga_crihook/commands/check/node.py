@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from fpga_crihook.commands.check.findings import Finding, Level
 from fpga_crihook.commands.devices import CardInfo, Health
 from fpga_crihook.devices import Driver
-from fpga_crihook.settings import ProgrammerKind, Settings
+from fpga_crihook.settings import ProgrammerKind, Settings, declared
 
 
 def node_findings(cards: list[CardInfo], settings: Settings) -> Iterator[Finding]:
@@ -77,5 +77,5 @@ def _fpgaconf_port_findings(card: CardInfo, settings: Settings) -> Iterator[Find
             Level.WARNING,
             f"{_card_label(card)}: the fpgaconf programmer always programs port 0 of the "
             f"FME, so the hook refuses {', '.join(others)} "
-            "(FPGA_CRIHOOK_PROGRAMMER=ioctl programs every port)",
+            f"({declared('programmer').env_var}=ioctl programs every port)",
         )
