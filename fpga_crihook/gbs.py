@@ -265,7 +265,7 @@ def _uuid_reason(image: Mapping[str, Any]) -> str | None:
 def _found(value: Any) -> str:
     if value is _ABSENT:
         return " (it is missing)"
-    return f", not {_shorten(json.dumps(value), 60)}"
+    return f", not {as_written(value)}"
 
 
 def _interface_id(value: Any) -> str | None:
@@ -292,6 +292,11 @@ def _validate_against_schema(document: Any, source: Path) -> None:
         raise BitstreamError(
             f"{source}: the GBS metadata breaks the schema at {where}: {_shorten(error.message)}"
         )
+
+
+def as_written(value: Any) -> str:
+    """A metadata value as its JSON text, cut short for a sentence or a table cell."""
+    return _shorten(json.dumps(value), 60)
 
 
 def _shorten(text: str, limit: int = 200) -> str:

@@ -113,13 +113,12 @@ def hook_env(in_force: SettingsInForce) -> list[str]:
     if os.path.abspath(config.path) != str(CONFIG_FILE.default):
         env.append(f"{CONFIG_FILE.env_var}={os.path.abspath(config.path)}")
     for setting in in_force.entries:
-        given = setting.origin in GIVEN
-        given = given and setting.key not in NOT_FOR_THE_HOOK
-        absolute = setting  # the runtime runs the hook in another working directory
-        if isinstance(setting.value, Path):
-            absolute = setting._replace(value=Path(os.path.abspath(setting.value)))
-        entry = absolute.as_env()
-        if given and not setting.is_default and entry is not None:
+        if setting.origin not in GIVEN or setting.key in NOT_FOR_THE_HOOK or setting.is_default:
+            continue
+        value = setting.value  # a path made absolute: the runtime runs the hook elsewhere
+        absolute = Path(os.path.abspath(value)) if isinstance(value, Path) else value
+        entry = setting._replace(value=absolute).as_env()
+        if entry is not None:
             env.append(entry)
     return env
 

@@ -7,7 +7,6 @@ breaks a rule of OPAE's runtime is still shown, with the rules it breaks in
 """
 
 import dataclasses
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ import click
 from fpga_crihook.bitstream import detect_kind, read_bitstream_facts
 from fpga_crihook.commands import output, tables
 from fpga_crihook.errors import BitstreamError
-from fpga_crihook.gbs import GBS_HEADER, ClockRequest
+from fpga_crihook.gbs import GBS_HEADER, ClockRequest, as_written
 from fpga_crihook.store import BitstreamKind
 
 
@@ -164,10 +163,7 @@ def _clocks_text(info: BitstreamInfo) -> str:
 
 def _as_written(value: Any) -> str:
     """A metadata value as JSON text ("-" when absent), cut short."""
-    if value is None:
-        return "-"
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:60] + "..."
+    return "-" if value is None else as_written(value)
 
 
 def _is_number(value: Any) -> bool:
