@@ -38,7 +38,7 @@ from fpga_crihook.settings import (
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-EXIT_FAILURE = 1  # the operator commands' failure status
+EXIT_FAILURE = ExitStatus.NOT_CLASSIFIED  # the operator commands' failure status: 1
 HOOK_COMMANDS = ("prestart", "createRuntime")  # what runtimes run, in the bundle directory
 # Each command by name: the module that holds it, and the name of its click command there.
 COMMANDS = {
