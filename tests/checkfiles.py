@@ -10,7 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from helpers import AFU_1, AFU_2, DROP_IN, HOOK, REGION_A, REGION_B, REPO, run_cli, two_drivers
+from helpers import (
+    AFU_1,
+    AFU_2,
+    DROP_IN,
+    HOOK,
+    REGION_A,
+    REGION_B,
+    REPO,
+    Completed,
+    run_cli,
+    two_drivers,
+)
 from simnode import SimCard, SimNode, add_card, write_gbs
 
 INTEL_KIND = "intel.cdi.k8s.io/fpga"
@@ -92,3 +103,8 @@ def dfl_card(node: SimNode, ports: int = 2) -> SimCard:
     card = add_card(node, "dfl", index=0, interface_id=REGION_A, afu_ids=[AFU_1] * ports)
     write_gbs(node, REGION_A, AFU_2)
     return card
+
+
+def lines_at(result: Completed, level: str) -> list[str]:
+    """The lines of ``check``'s report at *level* (``ok``, ``warning``, ``error``)."""
+    return [line for line in result.stdout.splitlines() if line.startswith(f"{level}: ")]

@@ -8,16 +8,12 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import AFU_1, AFU_2, HOOK, REGION_A, REGION_B, Completed, run_cli
+from helpers import AFU_1, AFU_2, HOOK, REGION_A, REGION_B, Completed, run_cli, run_on
 from simnode import SimCard, SimNode, add_card, write_gbs
 
 
-def _cli(node: SimNode, *args: str, **extra: str) -> Completed:
-    return run_cli(list(args), node.env(**extra))
-
-
 def _generate(node: SimNode, *args: str, **extra: str) -> dict[str, Any]:
-    result = _cli(node, "cdi", "generate", *args, **extra)
+    result = run_on(node, "cdi", "generate", *args, **extra)
     assert result.returncode == 0, result.stderr
     spec: dict[str, Any] = json.loads(result.stdout)
     return spec
@@ -148,7 +144,7 @@ def test_generate_yaml_is_the_same_spec(node: SimNode) -> None:
     _dfl_card(node)
 
     as_json = _generate(node)
-    as_yaml = _cli(node, "cdi", "generate", "--format", "yaml")
+    as_yaml = run_on(node, "cdi", "generate", "--format", "yaml")
 
     assert as_yaml.returncode == 0, as_yaml.stderr
     assert not as_yaml.stdout.lstrip().startswith("{")
@@ -162,7 +158,7 @@ def test_generate_output_is_written_whole_in_the_format_its_name_says(
     _dfl_card(node)
     output = tmp_path / "etc" / "cdi" / name  # the directory is made
 
-    result = _cli(node, "cdi", "generate", "--output", str(output))
+    result = run_on(node, "cdi", "generate", "--output", str(output))
 
     assert result.returncode == 0, result.stderr
     assert (
@@ -181,7 +177,7 @@ def test_generate_refuses_a_format_its_output_name_contradicts(
     _dfl_card(node)
     output = tmp_path / "fpga.json"
 
-    message = _error(_cli(node, "cdi", "generate", "--output", str(output), "--format", "yaml"))
+    message = _error(run_on(node, "cdi", "generate", "--output", str(output), "--format", "yaml"))
 
     assert message == (
         f"--format yaml does not fit the name {output}: use a yaml file name "
@@ -194,7 +190,7 @@ def test_generate_notes_an_output_name_runtimes_ignore(node: SimNode, tmp_path: 
     _dfl_card(node)
     output = tmp_path / "fpga.yml"
 
-    result = _cli(node, "cdi", "generate", "--output", str(output))
+    result = run_on(node, "cdi", "generate", "--output", str(output))
 
     assert result.returncode == 0, result.stderr
     assert "note: CDI runtimes read only *.json and *.yaml files: fpga.yml is not one of them" in (
@@ -203,7 +199,7 @@ def test_generate_notes_an_output_name_runtimes_ignore(node: SimNode, tmp_path: 
 
 
 def test_generate_on_a_node_without_ports_is_an_error(node: SimNode) -> None:
-    message = _error(_cli(node, "cdi", "generate"))
+    message = _error(run_on(node, "cdi", "generate"))
 
     assert message == f"no FPGA ports under {node.sysfs}: a CDI spec needs at least one device"
 
@@ -212,7 +208,7 @@ def test_generate_leaves_out_a_port_whose_numbers_cannot_be_read(node: SimNode) 
     card = _dfl_card(node)
     (card.ports[1].sysfs_dir / "dev").unlink()
 
-    result = _cli(node, "cdi", "generate")
+    result = run_on(node, "cdi", "generate")
 
     assert result.returncode == 0, result.stderr
     assert [device["name"] for device in json.loads(result.stdout)["devices"]] == [
@@ -225,6 +221,6 @@ def test_generate_leaves_out_a_port_whose_numbers_cannot_be_read(node: SimNode) 
 def test_generate_refuses_a_hook_path_that_is_not_a_program(node: SimNode, tmp_path: Path) -> None:
     _dfl_card(node)
 
-    message = _error(_cli(node, "cdi", "generate", "--hook-path", str(tmp_path / "nothing")))
+    message = _error(run_on(node, "cdi", "generate", "--hook-path", str(tmp_path / "nothing")))
 
     assert message == f"--hook-path {tmp_path / 'nothing'} is not an executable file"

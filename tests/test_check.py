@@ -13,25 +13,18 @@ from checkfiles import (
     hooks_file_in,
     hooks_file_with,
     intel_spec,
+    lines_at,
     write_spec,
 )
-from helpers import REPO, Completed, run_cli, two_drivers
+from helpers import REPO, run_cli, run_on, two_drivers
 from simnode import SimNode
-
-
-def _cli(node: SimNode, *args: str, **extra: str) -> Completed:
-    return run_cli(list(args), node.env(**extra))
-
-
-def _lines(result: Completed, level: str) -> list[str]:
-    return [line for line in result.stdout.splitlines() if line.startswith(f"{level}: ")]
 
 
 def test_check_passes_a_valid_hooks_file_on_a_good_node(node: SimNode, tmp_path: Path) -> None:
     healthy_node(node)
     hooks_file = hooks_file_with(tmp_path)
 
-    result = _cli(node, "check", str(hooks_file))
+    result = run_on(node, "check", str(hooks_file))
 
     assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()
@@ -45,7 +38,7 @@ def test_check_passes_a_valid_hooks_file_on_a_good_node(node: SimNode, tmp_path:
 def test_check_without_files_checks_the_shipped_hooks_file(node: SimNode) -> None:
     healthy_node(node)
 
-    result = _cli(node, "check")
+    result = run_on(node, "check")
 
     # The shipped file points at the packaged install path, absent on this machine.
     assert result.returncode == 1
@@ -70,7 +63,7 @@ def test_check_reports_fifos_instead_of_waiting_for_a_writer(node: SimNode, tmp_
     dfl.ports[0].afu_file.unlink()
     os.mkfifo(dfl.ports[0].afu_file)
 
-    result = _cli(node, "check", str(hooks_fifo), str(cdi_fifo))
+    result = run_on(node, "check", str(hooks_fifo), str(cdi_fifo))
 
     assert result.returncode == 1
     lines = result.stdout.splitlines()
@@ -99,11 +92,11 @@ def test_check_finds_hooks_d_and_intels_spec_running_the_hook_twice(
     spec = write_spec(cdi_dir / "intel.cdi.k8s.io-fpga.json", intel_spec())
     write_spec(cdi_dir / "other-vendor.json", {**intel_spec("/bin/true"), "kind": "x.com/gpu"})
 
-    result = _cli(node, *check)
+    result = run_on(node, *check)
 
     assert result.returncode == 1
     shipped = REPO / "fpga_crihook" / "data" / "intel-fpga-crihook.json"  # checked too
-    assert _lines(result, "error") == [
+    assert lines_at(result, "error") == [
         f"error: {shipped}: hook.path /opt/intel/fpga-crihook/bin/fpga-crihook does not exist",
         f"error: {hooks_file} and {spec} both run fpga-crihook for an FPGA region container "
         f"given a device of kind {INTEL_KIND}, whose ports would be programmed twice: "
@@ -119,10 +112,10 @@ def test_check_finds_hooks_d_and_a_generated_spec_running_the_hook_twice(
     hooks_file = hooks_file_in(tmp_path / "hooks.d")
     spec = write_spec(tmp_path / "cdi" / "fpga.yaml", generated_spec(node))
 
-    result = _cli(node, "check", str(hooks_file), str(spec))
+    result = run_on(node, "check", str(hooks_file), str(spec))
 
     assert result.returncode == 1
-    assert _lines(result, "error") == [
+    assert lines_at(result, "error") == [
         f"error: {hooks_file} and {spec} both run fpga-crihook for an FPGA region container "
         "given a device of kind intel.com/fpga, whose ports would be programmed twice: "
         f"keep one: remove {spec}, or {hooks_file} (containerd never reads it)"
@@ -135,13 +128,13 @@ def test_check_without_files_warns_when_nothing_runs_the_hook(
     dfl_card(node)
     hooks_dir, cdi_dir, check = _search(tmp_path)
 
-    result = _cli(node, *check)
+    result = run_on(node, *check)
 
     assert (
         f"warning: no hooks.d file or CDI spec in {hooks_dir}, {cdi_dir} runs fpga-crihook: "
         "install the hooks.d file (CRI-O, podman) or a CDI spec (fpga-crihook cdi generate; "
         "or Intel's device plugin with the intel-fpga-crihook drop-in)"
-    ) in _lines(result, "warning")
+    ) in lines_at(result, "warning")
 
 
 def test_check_without_files_checks_the_installed_spec(node: SimNode, tmp_path: Path) -> None:
@@ -149,14 +142,14 @@ def test_check_without_files_checks_the_installed_spec(node: SimNode, tmp_path: 
     _hooks_dir, cdi_dir, check = _search(tmp_path)
     spec = write_spec(cdi_dir / "fpga.json", generated_spec(node))
 
-    result = _cli(node, *check)
+    result = run_on(node, *check)
 
     assert f"ok: {spec}: CDI spec (cdiVersion 0.5.0, kind intel.com/fpga)" in result.stdout
-    assert _lines(result, "warning") == []
+    assert lines_at(result, "warning") == []
 
 
 def test_check_help_names_every_directory_it_searches_without_files(node: SimNode) -> None:
-    result = _cli(node, "check", "--help")
+    result = run_on(node, "check", "--help")
 
     text = " ".join(result.stdout.split())  # as one line, however click wraps it
     assert (
@@ -187,7 +180,7 @@ def test_check_without_files_finds_a_spec_where_only_containerds_config_points(
         *("--containerd-config", str(containerd_config)),
     ]
 
-    result = _cli(node, "check", "--hooks-dir", str(hooks_dir), *engines)
+    result = run_on(node, "check", "--hooks-dir", str(hooks_dir), *engines)
 
     assert f"ok: {spec}: CDI spec (cdiVersion 0.5.0, kind {INTEL_KIND}) runs fpga-crihook" in (
         result.stdout
@@ -238,13 +231,13 @@ def test_check_reports_each_file_as_it_read_it_once(node: SimNode, tmp_path: Pat
 
     assert (hooks_file.read_text(), spec.read_text()) == ("{", "{")  # replaced once read
     shipped = REPO / "fpga_crihook" / "data" / "intel-fpga-crihook.json"
-    assert _lines(result, "error") == [
+    assert lines_at(result, "error") == [
         f"error: {shipped}: hook.path /opt/intel/fpga-crihook/bin/fpga-crihook does not exist",
         f"error: {hooks_file} and {spec} both run fpga-crihook for an FPGA region container "
         f"given a device of kind {INTEL_KIND}, whose ports would be programmed twice: "
         f"remove {hooks_file}: Intel's device plugin runs the hook through {spec}",
     ]
-    oks = _lines(result, "ok")
+    oks = lines_at(result, "ok")
     assert f"ok: {hooks_file}: valid hooks.d 1.0.0 file for fpga-crihook" in oks
     assert (
         f"ok: {spec}: CDI spec (cdiVersion 0.5.0, kind {INTEL_KIND}) runs fpga-crihook "
@@ -260,7 +253,7 @@ def test_check_reports_the_config_file_and_where_each_setting_came_from(
     node.config_file.chmod(0o600)
     spec = write_spec(tmp_path / "fpga.json", generated_spec(node))
 
-    result = _cli(node, "--log-level", "warning", "check", str(spec))
+    result = run_on(node, "--log-level", "warning", "check", str(spec))
 
     assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()

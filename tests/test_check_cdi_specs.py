@@ -4,27 +4,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checkfiles import INTEL_KIND, dfl_card, generated_spec, intel_spec, write_spec
-from helpers import DROP_IN, HOOK, Completed, run_cli
+from checkfiles import INTEL_KIND, dfl_card, generated_spec, intel_spec, lines_at, write_spec
+from helpers import DROP_IN, HOOK, run_on
 from simnode import SimNode
-
-
-def _cli(node: SimNode, *args: str, **extra: str) -> Completed:
-    return run_cli(list(args), node.env(**extra))
-
-
-def _lines(result: Completed, level: str) -> list[str]:
-    return [line for line in result.stdout.splitlines() if line.startswith(f"{level}: ")]
 
 
 def test_check_passes_a_generated_spec(node: SimNode, tmp_path: Path) -> None:
     dfl_card(node)
     spec = write_spec(tmp_path / "cdi" / "fpga.json", generated_spec(node))
 
-    result = _cli(node, "check", str(spec))
+    result = run_on(node, "check", str(spec))
 
     assert result.returncode == 0, result.stdout
-    assert _lines(result, "warning") == []
+    assert lines_at(result, "warning") == []
     assert (
         f"ok: {spec}: CDI spec (cdiVersion 0.5.0, kind intel.com/fpga) runs fpga-crihook "
         "at createRuntime" in result.stdout.splitlines()
@@ -38,7 +30,7 @@ def test_check_passes_intels_spec_with_the_drop_in(
     dfl_card(node)
     spec = write_spec(tmp_path / f"intel{suffix}", intel_spec())
 
-    result = _cli(node, "check", str(spec))
+    result = run_on(node, "check", str(spec))
 
     assert result.returncode == 0, result.stdout
     assert f"ok: {spec}: CDI spec (cdiVersion 0.5.0, kind {INTEL_KIND}) runs fpga-crihook" in (
@@ -51,10 +43,10 @@ def test_check_says_how_to_install_a_missing_drop_in(node: SimNode, tmp_path: Pa
     missing = tmp_path / "opt" / "intel" / "fpga-sw" / "intel-fpga-crihook"
     spec = write_spec(tmp_path / "intel.json", intel_spec(missing))
 
-    result = _cli(node, "check", str(spec))
+    result = run_on(node, "check", str(spec))
 
     assert result.returncode == 1
-    assert _lines(result, "error") == [
+    assert lines_at(result, "error") == [
         f"error: {spec}: device 'dfl-fme.0': hook {missing} does not exist (the "
         "intel-fpga-crihook image puts the drop-in there as the init container of Intel's FPGA "
         "plugin DaemonSet)"
@@ -71,11 +63,11 @@ def test_check_reports_a_hook_that_runs_too_late_or_cannot_run(
     spec["containerEdits"]["hooks"][0].update(hookName="poststart", path=str(script))
     path = write_spec(tmp_path / "fpga.json", spec)
 
-    result = _cli(node, "check", str(path))
+    result = run_on(node, "check", str(path))
 
     assert result.returncode == 1
     where = f"error: {path}: containerEdits: hook {script}"
-    assert _lines(result, "error") == [
+    assert lines_at(result, "error") == [
         f"{where} runs at poststart, neither prestart nor createRuntime: the accelerator "
         "would not be in place when the container starts",
         f"{where} is not executable",
@@ -88,10 +80,10 @@ def test_check_warns_about_our_spec_without_the_cdi_argument(node: SimNode, tmp_
     spec["containerEdits"]["hooks"][0]["args"] = ["fpga-crihook", "createRuntime"]
     path = write_spec(tmp_path / "fpga.json", spec)
 
-    result = _cli(node, "check", str(path))
+    result = run_on(node, "check", str(path))
 
     assert result.returncode == 0, result.stdout
-    assert _lines(result, "warning") == [
+    assert lines_at(result, "warning") == [
         f"warning: {path}: containerEdits: hook {HOOK}: args ['fpga-crihook', 'createRuntime'] "
         "lack --cdi: a container given a device of kind intel.com/fpga without the FPGA region "
         "annotation starts without its accelerator programmed"
@@ -106,10 +98,10 @@ def test_check_warns_about_a_cdi_hook_env_that_puts_events_on_stderr(
     spec["containerEdits"]["hooks"][0]["env"].append("FPGA_CRIHOOK_LOG_LEVEL=debug")
     path = write_spec(tmp_path / "fpga.json", spec)
 
-    result = _cli(node, "check", str(path))
+    result = run_on(node, "check", str(path))
 
     assert result.returncode == 0, result.stdout
-    assert _lines(result, "warning") == [
+    assert lines_at(result, "warning") == [
         f"warning: {path}: hook.env sets FPGA_CRIHOOK_LOG_LEVEL, which puts the hook's JSON "
         "events on stderr too, and runc pastes all of stderr into a failed pod's error: "
         "leave it out (the journal and the log file get the events without it)"
@@ -131,15 +123,15 @@ def test_check_warns_about_a_cdi_hook_timeout_not_above_the_deadline(
     path = write_spec(tmp_path / "cdi" / "intel.json", spec)
     roomy = write_spec(tmp_path / "cdi" / "roomy.json", intel_spec(timeout=101, env=env))
 
-    result = _cli(node, "check", str(path))
-    passed = _cli(node, "check", str(roomy))
+    result = run_on(node, "check", str(path))
+    passed = run_on(node, "check", str(roomy))
 
-    assert _lines(result, "warning") == [
+    assert lines_at(result, "warning") == [
         f"warning: {path}: device 'dfl-fme.0': hook {DROP_IN}: timeout {timeout} s is not "
         f"above the hook's deadline of {deadline}: the runtime may kill the hook in the "
         "middle of programming; set the timeout above the deadline"
     ]
-    assert _lines(passed, "warning") == []
+    assert lines_at(passed, "warning") == []
 
 
 @pytest.mark.parametrize(
@@ -172,10 +164,10 @@ def test_check_reports_a_spec_the_runtime_would_drop(
     change(spec)
     path = write_spec(tmp_path / "fpga.json", spec)
 
-    result = _cli(node, "check", str(path))
+    result = run_on(node, "check", str(path))
 
     assert result.returncode == 1
-    errors = _lines(result, "error")
+    errors = lines_at(result, "error")
     assert any(words in line for line in errors), errors
     assert all(
         line.startswith(f"error: {path}: breaks the CDI 0.5.0 format at ")
@@ -190,10 +182,10 @@ def test_check_reads_hooks_of_other_cdi_versions(node: SimNode, tmp_path: Path) 
     spec.update(cdiVersion="0.6.0", annotations={"made-by": "someone"})
     path = write_spec(tmp_path / "intel.json", spec)
 
-    result = _cli(node, "check", str(path))
+    result = run_on(node, "check", str(path))
 
     assert result.returncode == 1
-    assert _lines(result, "warning") == [
+    assert lines_at(result, "warning") == [
         f"warning: {path}: cdiVersion '0.6.0': fpga-crihook knows the CDI 0.5.0 format only, "
         "so only the hooks were checked"
     ]
@@ -206,9 +198,9 @@ def test_check_warns_about_device_nodes_the_node_lacks(node: SimNode, tmp_path: 
     path = write_spec(tmp_path / "fpga.json", spec)
     (node.devfs / "dfl-port.1").unlink()
 
-    result = _cli(node, "check", str(path))
+    result = run_on(node, "check", str(path))
 
-    assert _lines(result, "warning") == [
+    assert lines_at(result, "warning") == [
         f"warning: {path}: {node.devfs / 'dfl-port.1'} (device dfl-port.1, all) does not "
         "exist on this node: regenerate the spec (fpga-crihook cdi generate)"
     ]

@@ -8,6 +8,7 @@ options, so the machine's own /etc is never read.
 import json
 from pathlib import Path
 
+from checkfiles import lines_at
 from helpers import DROP_IN, HOOK, REPO, Completed, run_cli
 from simnode import SimNode
 
@@ -75,10 +76,6 @@ def _check(node: SimNode, engines: EngineNode, *args: str) -> Completed:
     return run_cli(["check", *engines.options(), *args], node.env())
 
 
-def _lines(result: Completed, level: str) -> list[str]:
-    return [line for line in result.stdout.splitlines() if line.startswith(f"{level}: ")]
-
-
 def test_check_says_which_directories_each_engine_reads(node: SimNode, tmp_path: Path) -> None:
     engines = EngineNode(tmp_path / "host")
     engines.crio_reads(engines.etc_hooks, engines.usr_hooks)
@@ -89,7 +86,7 @@ def test_check_says_which_directories_each_engine_reads(node: SimNode, tmp_path:
 
     result = _check(node, engines, *engines.search())
 
-    oks = _lines(result, "ok")
+    oks = lines_at(result, "ok")
     assert (
         f"ok: CRI-O reads hooks.d files from {engines.etc_hooks}, {engines.usr_hooks} "
         f"(hooks_dir in {engines.crio_config}) and CDI specs from /etc/cdi, /var/run/cdi "
@@ -99,7 +96,7 @@ def test_check_says_which_directories_each_engine_reads(node: SimNode, tmp_path:
         f"ok: containerd reads CDI specs from {engines.cdi} (cdi_spec_dirs in "
         f"{engines.containerd_config}), and no hooks.d files" in oks
     )
-    errors = _lines(result, "error")
+    errors = lines_at(result, "error")
     assert not [line for line in errors if "CRI-O" in line or "containerd" in line], errors
     assert not [line for line in errors if str(spec) in line], errors
 
@@ -117,7 +114,7 @@ def test_check_refuses_a_hooks_file_a_stock_crio_never_reads(node: SimNode, tmp_
         f"error: {hooks_file}: CRI-O reads hooks.d files only from {STOCK_CRIO_HOOKS_DIR} "
         f"(the default; no hooks_dir in {engines.crio_config}), so it never runs this file: "
         f"move it to {STOCK_CRIO_HOOKS_DIR} (deployments/install-on-node.sh finds the directory)"
-    ) in _lines(result, "error")
+    ) in lines_at(result, "error")
 
 
 def test_check_refuses_a_hooks_file_named_on_the_command_line_crio_never_reads(
@@ -146,8 +143,8 @@ def test_check_finds_a_hooks_file_where_only_crios_config_points(
 
     result = _check(node, engines, "--cdi-spec-dir", str(engines.cdi))
 
-    assert f"ok: {hooks_file}: valid hooks.d 1.0.0 file for fpga-crihook" in _lines(result, "ok")
-    assert str(hooks_file) not in "\n".join(_lines(result, "error"))
+    assert f"ok: {hooks_file}: valid hooks.d 1.0.0 file for fpga-crihook" in lines_at(result, "ok")
+    assert str(hooks_file) not in "\n".join(lines_at(result, "error"))
 
 
 def test_check_refuses_containerd_with_cdi_off(node: SimNode, tmp_path: Path) -> None:
@@ -161,7 +158,7 @@ def test_check_refuses_containerd_with_cdi_off(node: SimNode, tmp_path: Path) ->
         f"error: containerd's CDI is off: {engines.containerd_config} (config version 2) does "
         f"not set enable_cdi in {V2_CRI}, which containerd 1.7 then leaves off (2.x turns it "
         "on): set enable_cdi = true and restart containerd, or no CDI spec runs the hook"
-    ) in _lines(result, "error")
+    ) in lines_at(result, "error")
 
 
 def test_check_refuses_containerd_with_cdi_turned_off(node: SimNode, tmp_path: Path) -> None:
@@ -177,7 +174,7 @@ def test_check_refuses_containerd_with_cdi_turned_off(node: SimNode, tmp_path: P
         "error: containerd's CDI is off (enable_cdi = false in [plugins.\"io.containerd.cri.v1"
         f'.runtime"] of {engines.containerd_config}): it never runs the hook from a CDI spec; '
         "set enable_cdi = true and restart containerd"
-    ) in _lines(result, "error")
+    ) in lines_at(result, "error")
 
 
 def test_check_refuses_a_cdi_spec_where_no_engine_reads(node: SimNode, tmp_path: Path) -> None:
@@ -195,7 +192,7 @@ def test_check_refuses_a_cdi_spec_where_no_engine_reads(node: SimNode, tmp_path:
         f"error: {spec}: no engine on this node reads CDI specs from {engines.cdi} (CRI-O from "
         "/etc/cdi, /var/run/cdi; containerd from /srv/cdi), so this spec never runs the hook: "
         "move it into one of those directories"
-    ) in _lines(result, "error")
+    ) in lines_at(result, "error")
 
 
 def test_check_reports_an_engine_config_it_cannot_parse_in_one_line(
@@ -211,7 +208,7 @@ def test_check_reports_an_engine_config_it_cannot_parse_in_one_line(
 
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
-    errors = _lines(result, "error")
+    errors = lines_at(result, "error")
     assert any(
         line.startswith(f"error: {broken} is not valid TOML: ")
         and line.endswith(": CRI-O does not start with a config it cannot use")
@@ -231,7 +228,7 @@ def test_check_with_no_engine_config_says_nothing_about_engines(
 
     result = _check(node, engines, *engines.search())
 
-    assert f"ok: {hooks_file}: valid hooks.d 1.0.0 file for fpga-crihook" in _lines(result, "ok")
+    assert f"ok: {hooks_file}: valid hooks.d 1.0.0 file for fpga-crihook" in lines_at(result, "ok")
     assert not [
         line for line in result.stdout.splitlines() if "CRI-O" in line or "containerd" in line
     ]

@@ -4,12 +4,8 @@ from pathlib import Path
 
 import pytest
 from checkfiles import healthy_node, hooks_file_with
-from helpers import Completed, run_cli
+from helpers import run_on
 from simnode import SimNode
-
-
-def _cli(node: SimNode, *args: str, **extra: str) -> Completed:
-    return run_cli(list(args), node.env(**extra))
 
 
 @pytest.mark.parametrize(
@@ -31,7 +27,7 @@ def test_check_reports_format_errors(
     healthy_node(node)
     hooks_file = hooks_file_with(tmp_path, **changes)
 
-    result = _cli(node, "check", str(hooks_file))
+    result = run_on(node, "check", str(hooks_file))
 
     assert result.returncode == 1
     errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
@@ -56,7 +52,7 @@ def test_check_reports_annotation_problems(
     healthy_node(node)
     hooks_file = hooks_file_with(tmp_path, when__annotations=annotations)
 
-    result = _cli(node, "check", str(hooks_file))
+    result = run_on(node, "check", str(hooks_file))
 
     assert result.returncode == 1
     assert any(
@@ -70,7 +66,7 @@ def test_check_warns_about_unanchored_regexes(node: SimNode, tmp_path: Path) -> 
     annotations = {"com\\.intel\\.fpga\\.mode": "fpga\\.intel\\.com/region|intel\\.com/fpga-region"}
     hooks_file = hooks_file_with(tmp_path, when__annotations=annotations)
 
-    result = _cli(node, "check", str(hooks_file))
+    result = run_on(node, "check", str(hooks_file))
 
     assert result.returncode == 0, result.stdout
     warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
@@ -87,7 +83,7 @@ def test_check_reports_a_false_condition_that_keeps_the_hook_from_ever_running(
     healthy_node(node)
     hooks_file = hooks_file_with(tmp_path, **{f"when__{condition}": value})
 
-    result = _cli(node, "check", str(hooks_file))
+    result = run_on(node, "check", str(hooks_file))
 
     assert result.returncode == 1
     assert (
@@ -109,7 +105,7 @@ def test_check_warns_about_conditions_that_narrow_the_annotation(
     healthy_node(node)
     hooks_file = hooks_file_with(tmp_path, **{f"when__{condition}": value})
 
-    result = _cli(node, "check", str(hooks_file))
+    result = run_on(node, "check", str(hooks_file))
 
     assert result.returncode == 0, result.stdout
     warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
@@ -126,7 +122,7 @@ def test_check_warns_when_the_hooks_file_points_the_hook_at_another_store(
     env = ["FPGA_CRIHOOK_LOG_LEVEL=info", f"FPGA_CRIHOOK_BITSTREAMS={elsewhere}"]
     hooks_file = hooks_file_with(tmp_path, hook__env=env)
 
-    result = _cli(node, "check", str(hooks_file))
+    result = run_on(node, "check", str(hooks_file))
 
     assert result.returncode == 0, result.stdout
     assert (
@@ -142,7 +138,7 @@ def test_check_warns_when_the_hooks_file_asks_for_events_on_stderr(
     healthy_node(node)
     hooks_file = hooks_file_with(tmp_path, hook__env=["FPGA_CRIHOOK_LOG_LEVEL=info"])
 
-    result = _cli(node, "check", str(hooks_file))
+    result = run_on(node, "check", str(hooks_file))
 
     assert result.returncode == 0, result.stdout
     [warning] = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
@@ -158,7 +154,7 @@ def test_check_reports_hook_path_stage_and_args_problems(node: SimNode, tmp_path
         tmp_path, hook__path=str(script), hook__args=["fpga-crihook"], stages=["poststop"]
     )
 
-    result = _cli(node, "check", str(hooks_file))
+    result = run_on(node, "check", str(hooks_file))
 
     assert result.returncode == 1
     errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
@@ -176,7 +172,7 @@ def test_check_reports_a_file_that_is_not_json(node: SimNode, tmp_path: Path) ->
     broken = tmp_path / "broken.json"
     broken.write_text("{")
 
-    result = _cli(node, "check", str(broken))
+    result = run_on(node, "check", str(broken))
 
     assert result.returncode == 1
     errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
@@ -192,7 +188,7 @@ def test_check_keeps_a_finding_on_one_line_when_its_path_holds_a_newline(
     hooks_file = directory / "hooks.json"
     hooks_file.write_text('{"version": "2.0.0"}')
 
-    result = _cli(node, "check", str(hooks_file))
+    result = run_on(node, "check", str(hooks_file))
 
     assert result.returncode == 1
     assert not any(line.startswith("ok: forged") for line in result.stdout.splitlines())

@@ -5,14 +5,10 @@ from pathlib import Path
 
 import pytest
 from checkfiles import healthy_node, hooks_file_with
-from helpers import Completed, run_cli, two_drivers
+from helpers import run_cli, run_on, two_drivers
 from simnode import SimNode
 
 from fpga_crihook.ids import UNHEALTHY_ID
-
-
-def _cli(node: SimNode, *args: str, **extra: str) -> Completed:
-    return run_cli(list(args), node.env(**extra))
 
 
 def test_check_reports_node_problems(node: SimNode, tmp_path: Path) -> None:
@@ -20,7 +16,7 @@ def test_check_reports_node_problems(node: SimNode, tmp_path: Path) -> None:
     (node.devfs / "dfl-fme.0").unlink()
     dfl.ports[1].afu_file.write_text(UNHEALTHY_ID + "\n")
 
-    result = _cli(node, "check", str(hooks_file_with(tmp_path)))
+    result = run_on(node, "check", str(hooks_file_with(tmp_path)))
 
     assert result.returncode == 1
     lines = result.stdout.splitlines()
@@ -60,7 +56,7 @@ def test_check_warns_that_fpgaconf_cannot_program_the_other_ports_of_an_fme(
 def test_check_on_a_node_without_cards_is_an_error(node: SimNode, tmp_path: Path) -> None:
     node.store.mkdir()
 
-    result = _cli(node, "check", str(hooks_file_with(tmp_path)))
+    result = run_on(node, "check", str(hooks_file_with(tmp_path)))
 
     assert result.returncode == 1
     assert f"error: no FPGA cards under {node.sysfs}" in result.stdout
